@@ -1,0 +1,279 @@
+"""Feedback domain: what annotators see and say.
+
+Invariants live here as database constraints; anything spanning several rows (leasing,
+recording a judgement) is a service in ``feedback.services``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class EnvironmentSpec(models.Model):
+    """A Gymnasium environment id (which includes its version, e.g. ``Hopper-v5``)."""
+
+    env_id = models.CharField(max_length=200, unique=True)
+    observation_space = models.JSONField(default=dict, help_text="Shape, dtype and bounds.")
+    action_space = models.JSONField(default=dict, help_text="Shape/n, dtype and bounds.")
+    render_fps = models.PositiveSmallIntegerField(default=30)
+    render_width = models.PositiveSmallIntegerField(default=256)
+    render_height = models.PositiveSmallIntegerField(default=256)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["env_id"]
+
+    def __str__(self) -> str:
+        return self.env_id
+
+
+class PolicyVersion(models.Model):
+    """Where a trajectory's behaviour came from."""
+
+    class Kind(models.TextChoices):
+        RANDOM = "random", "random"
+        SCRIPTED = "scripted", "scripted controller"
+        CHECKPOINT = "checkpoint", "imported checkpoint"
+        UPLOADED = "uploaded", "uploaded trajectories"
+        BC = "bc", "behavioural cloning"
+        FINETUNED = "finetuned", "fine-tuned"
+
+    env = models.ForeignKey(EnvironmentSpec, on_delete=models.PROTECT, related_name="policies")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    checkpoint = models.FileField(upload_to="policies/", blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["env", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["env", "name"], name="policy_unique_name_per_env"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.env.env_id}/{self.name}"
+
+
+class Trajectory(models.Model):
+    """One episode (or part of one). Arrays live in a compressed ``.npz`` in storage.
+
+    The ``.npz`` holds ``observations (T, *obs_shape)``, ``actions (T, *act_shape)``, and
+    optionally ``rewards (T,)`` and ``terminations (T,)``. True rewards are for research
+    only and are never shown to annotators.
+    """
+
+    class Source(models.TextChoices):
+        ROLLOUT = "rollout", "collected rollout"
+        UPLOAD = "upload", "uploaded"
+
+    env = models.ForeignKey(EnvironmentSpec, on_delete=models.PROTECT, related_name="trajectories")
+    policy = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="trajectories")
+    seed = models.BigIntegerField(null=True, blank=True)
+    length = models.PositiveIntegerField()
+    arrays = models.FileField(upload_to="trajectories/")
+    pending_frames = models.FileField(
+        upload_to="frames/", blank=True, help_text="Uploaded frames awaiting the renderer."
+    )
+    has_rewards = models.BooleanField(default=False)
+    true_return = models.FloatField(null=True, blank=True, help_text="Research only; never shown.")
+    source = models.CharField(max_length=20, choices=Source.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(length__gt=0), name="trajectory_length_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"trajectory {self.pk} ({self.env.env_id}, {self.length} steps)"
+
+
+class Segment(models.Model):
+    """A slice ``[start, end)`` of a trajectory: the unit that is shown and learned from.
+
+    A segment is shown to annotators only when ``clip_status == READY``, which the database
+    allows only once a clip file is recorded (the clip is written in full before that).
+    """
+
+    class ClipStatus(models.TextChoices):
+        PENDING = "pending", "waiting to render"
+        READY = "ready", "ready"
+        FAILED = "failed", "render failed"
+        NONE = "none", "no frames to render"
+
+    trajectory = models.ForeignKey(Trajectory, on_delete=models.CASCADE, related_name="segments")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    clip = models.FileField(upload_to="clips/", blank=True)
+    clip_status = models.CharField(
+        max_length=10, choices=ClipStatus.choices, default=ClipStatus.PENDING, db_index=True
+    )
+    clip_error = models.TextField(blank=True)
+    fps = models.PositiveSmallIntegerField(default=30)
+    true_return = models.FloatField(null=True, blank=True, help_text="Research only; never shown.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["trajectory", "start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="segment_end_after_start"),
+            models.UniqueConstraint(
+                fields=["trajectory", "start", "end"], name="segment_unique_bounds"
+            ),
+            models.CheckConstraint(
+                condition=~Q(clip_status="ready") | ~Q(clip=""), name="segment_ready_has_clip"
+            ),
+        ]
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    def __str__(self) -> str:
+        return f"segment {self.pk} [{self.start}, {self.end}) of trajectory {self.trajectory_id}"
+
+
+class Campaign(models.Model):
+    """A labelling job: which env's segments, how many labels per pair, for how long a lease."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        PAUSED = "paused", "paused"
+        ARCHIVED = "archived", "archived"
+
+    name = models.CharField(max_length=200, unique=True)
+    env = models.ForeignKey(EnvironmentSpec, on_delete=models.PROTECT, related_name="campaigns")
+    instructions = models.TextField(blank=True)
+    segment_length = models.PositiveIntegerField(default=50)
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="Labels wanted per pair.")
+    lease_seconds = models.PositiveIntegerField(default=600)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_positive"),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=5), name="campaign_lease_min"),
+            models.CheckConstraint(condition=Q(segment_length__gte=1), name="campaign_seglen_min"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Pair(models.Model):
+    """A query: two segments of one campaign, A and B in a fixed canonical order."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="pairs")
+    segment_a = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="+")
+    segment_b = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="+")
+    priority = models.IntegerField(default=0, help_text="Higher is leased first.")
+    selector = models.CharField(max_length=50, default="random")
+    model_version = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+        indexes = [models.Index(fields=["campaign", "-priority", "id"], name="pair_queue_order")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(segment_a=F("segment_b")), name="pair_distinct_segments"
+            ),
+            models.UniqueConstraint(
+                fields=["campaign", "segment_a", "segment_b"], name="pair_unique_per_campaign"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pk} ({self.segment_a_id} vs {self.segment_b_id})"
+
+
+class Assignment(models.Model):
+    """A lease of a pair to one annotator, with the left/right order shown to them.
+
+    One row per (pair, annotator): a lapsed lease that nobody else took is renewed in place.
+    """
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    left_is_a = models.BooleanField(help_text="Randomised per assignment; recorded for bias.")
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["leased_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["pair", "annotator"], name="assignment_once_per_annotator"),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("leased_at")), name="assignment_expires_after_lease"
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "completed_at"], name="assignment_open_idx")]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk} of pair {self.pair_id} to {self.annotator_id}"
+
+
+class Judgement(models.Model):
+    """An annotator's answer about a pair, stored in canonical A/B terms.
+
+    ``preference`` is the A/B answer; ``preferred_a_probability`` follows the literature
+    (1.0 A, 0.0 B, 0.5 equal, null for can't tell, which is kept but not learned from).
+    """
+
+    class Preference(models.TextChoices):
+        A = "a", "A better"
+        B = "b", "B better"
+        EQUAL = "equal", "equal"
+        CANT_TELL = "cant_tell", "can't tell"
+
+    class Desirability(models.TextChoices):
+        DESIRABLE = "desirable", "desirable"
+        UNDESIRABLE = "undesirable", "undesirable"
+        UNSURE = "unsure", "unsure"
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgements")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements"
+    )
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="judgement")
+    preference = models.CharField(max_length=10, choices=Preference.choices)
+    desirability_a = models.CharField(max_length=12, choices=Desirability.choices)
+    desirability_b = models.CharField(max_length=12, choices=Desirability.choices)
+    confidence = models.FloatField(null=True, blank=True)
+    elapsed_ms = models.PositiveIntegerField(null=True, blank=True)
+    left_is_a = models.BooleanField(help_text="Which segment the annotator saw on the left.")
+    is_simulated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["pair", "annotator"], name="judgement_once_per_annotator"),
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True) | Q(confidence__gte=0, confidence__lte=1),
+                name="judgement_confidence_unit_interval",
+            ),
+        ]
+
+    @property
+    def preferred_a_probability(self) -> float | None:
+        return {"a": 1.0, "b": 0.0, "equal": 0.5}.get(self.preference)
+
+    def __str__(self) -> str:
+        return f"judgement {self.pk} on pair {self.pair_id}: {self.preference}"

@@ -1,0 +1,90 @@
+"""Reads. Views and other apps read feedback data through these functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from feedback.models import Assignment, Campaign, Judgement, Pair, Segment, Trajectory
+from feedback.roles import can_research, is_admin
+
+
+def _count_subquery(queryset: QuerySet[Any], field: str) -> Any:
+    return Coalesce(
+        Subquery(
+            queryset.order_by().values(field).annotate(n=Count("id")).values("n"),
+            output_field=IntegerField(),
+        ),
+        Value(0),
+    )
+
+
+def campaigns_with_progress(*, user: Any) -> QuerySet[Campaign]:
+    """Campaigns visible to ``user`` with pair and label counts.
+
+    Annotators see active campaigns; researchers and admins see every campaign.
+    ``my_labels`` counts only the caller's own judgements.
+    """
+    qs = Campaign.objects.select_related("env")
+    if not (can_research(user) or is_admin(user)):
+        qs = qs.filter(status=Campaign.Status.ACTIVE)
+    return qs.annotate(
+        pair_count=_count_subquery(Pair.objects.filter(campaign=OuterRef("pk")), "campaign"),
+        label_count=_count_subquery(Judgement.objects.filter(pair__campaign=OuterRef("pk")), "pair__campaign"),
+        my_label_count=_count_subquery(
+            Judgement.objects.filter(pair__campaign=OuterRef("pk"), annotator=user), "pair__campaign"
+        ),
+    ).annotate(labels_wanted=F("pair_count") * F("overlap"))
+
+
+def campaign_get_for_user(*, campaign_id: int, user: Any) -> Campaign:
+    """Raises Campaign.DoesNotExist when the campaign is unknown or hidden from the user."""
+    return campaigns_with_progress(user=user).get(pk=campaign_id)
+
+
+def assignment_with_segments(*, assignment_id: int) -> Assignment:
+    return Assignment.objects.select_related("pair__segment_a", "pair__segment_b").get(pk=assignment_id)
+
+
+def segment_clip_for_user(*, segment_id: int) -> Segment:
+    """A ready segment's clip. Raises Segment.DoesNotExist for unknown or unrendered ones."""
+    return Segment.objects.only("id", "clip", "clip_status").get(
+        pk=segment_id, clip_status=Segment.ClipStatus.READY
+    )
+
+
+def trajectory_with_segments(*, trajectory_id: int) -> Trajectory:
+    return (
+        Trajectory.objects.select_related("env", "policy")
+        .prefetch_related("segments")
+        .get(pk=trajectory_id)
+    )
+
+
+def annotator_judgements(*, user: Any) -> QuerySet[Judgement]:
+    """The caller's own judgements, newest first."""
+    return Judgement.objects.filter(annotator=user).order_by("-created_at", "-id")
+
+
+def open_pairs_count(*, campaign: Campaign) -> int:
+    """Pairs that still want labels (research/debug view; ignores leases)."""
+    judged = Judgement.objects.filter(pair=OuterRef("pk"))
+    return (
+        Pair.objects.filter(campaign=campaign)
+        .annotate(n=_count_subquery(judged, "pair"))
+        .filter(n__lt=F("campaign__overlap"))
+        .count()
+    )
+
+
+__all__ = [
+    "annotator_judgements",
+    "assignment_with_segments",
+    "campaign_get_for_user",
+    "campaigns_with_progress",
+    "open_pairs_count",
+    "segment_clip_for_user",
+    "trajectory_with_segments",
+]

@@ -1,0 +1,39 @@
+"""Writes. Each service is keyword-only, typed and owns its transaction."""
+
+from feedback.services.annotation import (
+    AssignmentGone,
+    CampaignClosed,
+    JudgementConflict,
+    JudgementInput,
+    NotYourAssignment,
+    assignment_lease_next,
+    judgement_record,
+)
+from feedback.services.campaigns import NotEnoughSegments, campaign_create, pairs_create_random
+from feedback.services.trajectories import (
+    environment_get_or_create,
+    policy_get_or_create,
+    segment_bounds,
+    segment_clip_attach,
+    trajectory_create,
+    trajectory_render_pending,
+)
+
+__all__ = [
+    "AssignmentGone",
+    "JudgementConflict",
+    "JudgementInput",
+    "NotYourAssignment",
+    "NotEnoughSegments",
+    "CampaignClosed",
+    "assignment_lease_next",
+    "campaign_create",
+    "environment_get_or_create",
+    "judgement_record",
+    "pairs_create_random",
+    "policy_get_or_create",
+    "segment_bounds",
+    "segment_clip_attach",
+    "trajectory_create",
+    "trajectory_render_pending",
+]

@@ -1,0 +1,88 @@
+"""Campaigns and the pairs queued in them."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from django.db import transaction
+
+from feedback.models import Campaign, EnvironmentSpec, Pair, Segment
+
+
+class NotEnoughSegments(ValueError):
+    """Fewer eligible segments than needed to form the requested pairs."""
+
+
+def campaign_create(
+    *,
+    name: str,
+    env: EnvironmentSpec,
+    segment_length: int,
+    overlap: int = 1,
+    lease_seconds: int = 600,
+    instructions: str = "",
+    created_by: Any = None,
+) -> Campaign:
+    return Campaign.objects.create(
+        name=name,
+        env=env,
+        segment_length=segment_length,
+        overlap=overlap,
+        lease_seconds=lease_seconds,
+        instructions=instructions,
+        created_by=created_by,
+    )
+
+
+def eligible_segments(campaign: Campaign) -> Any:
+    """Ready segments of the campaign's env whose length is within [ceil(L/2), L]."""
+    from django.db.models import F
+
+    length = campaign.segment_length
+    return (
+        Segment.objects.filter(trajectory__env=campaign.env, clip_status=Segment.ClipStatus.READY)
+        .annotate(span=F("end") - F("start"))
+        .filter(span__gte=math.ceil(length / 2), span__lte=length)
+    )
+
+
+def pairs_create_random(
+    *, campaign: Campaign, count: int, seed: int | None = None, priority: int = 0
+) -> list[Pair]:
+    """Queue up to ``count`` new random pairs of distinct ready segments.
+
+    Pairs are unordered (A is the lower segment id; the page randomises left/right per
+    lease) and never repeat a pair already in the campaign. Pairs of segments from two
+    different trajectories are preferred. Returns the pairs created, which may be fewer
+    than asked when the segment pool is exhausted.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    ids = list(eligible_segments(campaign).values_list("id", "trajectory_id"))
+    if len(ids) < 2:
+        raise NotEnoughSegments(
+            f"Campaign '{campaign.name}' has {len(ids)} ready segment(s) of length "
+            f"{math.ceil(campaign.segment_length / 2)}–{campaign.segment_length} for {campaign.env}; "
+            "collect rollouts first (manage.py collect_rollouts)."
+        )
+    rng = random.Random(seed)
+    existing = set(campaign.pairs.values_list("segment_a_id", "segment_b_id"))
+    chosen: set[tuple[int, int]] = set()
+    # Try cross-trajectory pairs first, then fall back to any pair.
+    for cross_only in (True, False):
+        attempts = 0
+        while len(chosen) < count and attempts < 20 * count:
+            attempts += 1
+            (a, ta), (b, tb) = rng.sample(ids, 2)
+            if cross_only and ta == tb:
+                continue
+            key = (min(a, b), max(a, b))
+            if key not in existing and key not in chosen:
+                chosen.add(key)
+    with transaction.atomic():
+        return Pair.objects.bulk_create(
+            Pair(campaign=campaign, segment_a_id=a, segment_b_id=b, priority=priority, selector="random")
+            for a, b in sorted(chosen)
+        )
