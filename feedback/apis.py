@@ -188,13 +188,13 @@ class CampaignNextApi(APIView):
 
     permission_classes = [IsAuthenticated, CanLabel]
 
-    class InputSerializer(serializers.Serializer):
+    class NextInputSerializer(serializers.Serializer):
         exclude = serializers.ListField(
             child=serializers.IntegerField(min_value=1), required=False, default=list, max_length=20
         )
 
     @extend_schema(
-        request=InputSerializer,
+        request=NextInputSerializer,
         responses={
             200: LeaseSerializer,
             204: OpenApiResponse(description="No pair is left for you in this campaign."),
@@ -204,7 +204,7 @@ class CampaignNextApi(APIView):
         },
     )
     def post(self, request: Request, campaign_id: int) -> Response:
-        data = _validated(self.InputSerializer, request)
+        data = _validated(self.NextInputSerializer, request)
         try:
             campaign = Campaign.objects.get(pk=campaign_id)
         except Campaign.DoesNotExist:
@@ -242,7 +242,7 @@ class JudgementApi(APIView):
 
     permission_classes = [IsAuthenticated, CanLabel]
 
-    class InputSerializer(serializers.Serializer):
+    class JudgementInputSerializer(serializers.Serializer):
         preference = serializers.ChoiceField(choices=["left", "right", "equal", "cant_tell"])
         left_desirability = serializers.ChoiceField(choices=Judgement.Desirability.values)
         right_desirability = serializers.ChoiceField(choices=Judgement.Desirability.values)
@@ -256,7 +256,7 @@ class JudgementApi(APIView):
                 raise serializers.ValidationError("must be a number between 0 and 1, not NaN.")
             return value
 
-    class OutputSerializer(serializers.Serializer):
+    class JudgementOutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         assignment_id = serializers.IntegerField()
         pair_id = serializers.IntegerField()
@@ -268,14 +268,14 @@ class JudgementApi(APIView):
         created_at = serializers.DateTimeField()
 
     @extend_schema(
-        request=InputSerializer,
+        request=JudgementInputSerializer,
         responses={
-            200: OutputSerializer, 201: OutputSerializer, 400: ProblemSerializer, 403: ProblemSerializer,
+            200: JudgementOutputSerializer, 201: JudgementOutputSerializer, 400: ProblemSerializer, 403: ProblemSerializer,
             404: ProblemSerializer, 409: ProblemSerializer, 410: ProblemSerializer,
         },
     )
     def post(self, request: Request, assignment_id: int) -> Response:
-        data = _validated(self.InputSerializer, request)
+        data = _validated(self.JudgementInputSerializer, request)
         answer = services.JudgementInput(
             preference=data["preference"],
             left_desirability=data["left_desirability"],
@@ -346,7 +346,7 @@ class TrajectoryCreateApi(APIView):
     permission_classes = [IsAuthenticated, IsPrefLabAdmin]
     parser_classes = [MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class TrajectoryInputSerializer(serializers.Serializer):
         file = serializers.FileField()
         env_id = serializers.RegexField(r"^[A-Za-z0-9_./:-]+-v\d+$", max_length=200)
         policy = serializers.RegexField(r"^[\w.:-]+$", max_length=200, default="uploaded")
@@ -354,7 +354,7 @@ class TrajectoryCreateApi(APIView):
         segment_length = serializers.IntegerField(required=False, min_value=2, max_value=10_000)
 
     @extend_schema(
-        request={"multipart/form-data": InputSerializer},
+        request={"multipart/form-data": TrajectoryInputSerializer},
         responses={201: TrajectoryOutputSerializer, 400: ProblemSerializer, 403: ProblemSerializer,
                    413: ProblemSerializer},
     )
@@ -367,7 +367,7 @@ class TrajectoryCreateApi(APIView):
                  "(PREFLAB_MAX_UPLOAD_BYTES)."},
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
-        data = _validated(self.InputSerializer, request)
+        data = _validated(self.TrajectoryInputSerializer, request)
         try:
             arrays = read_npz(data["file"])
         except TrajectoryFormatError as exc:
