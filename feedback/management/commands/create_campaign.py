@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 
 from feedback import services
 from feedback.models import EnvironmentSpec
@@ -33,11 +33,12 @@ class Command(BaseCommand):
             if options[flag] < minimum:
                 raise CommandError(f"--{flag.replace('_', '-')} must be at least {minimum}.")
         try:
-            campaign = services.campaign_create(
-                name=options["name"], env=env, segment_length=options["segment_length"],
-                overlap=options["overlap"], lease_seconds=options["lease_seconds"],
-                instructions=options["instructions"],
-            )
+            with transaction.atomic():
+                campaign = services.campaign_create(
+                    name=options["name"], env=env, segment_length=options["segment_length"],
+                    overlap=options["overlap"], lease_seconds=options["lease_seconds"],
+                    instructions=options["instructions"],
+                )
         except IntegrityError:
             raise CommandError(f"A campaign named {options['name']!r} already exists.") from None
         self.stdout.write(self.style.SUCCESS(f"Created campaign {campaign.pk} '{campaign.name}'."))
