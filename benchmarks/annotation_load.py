@@ -1,0 +1,329 @@
+"""Load benchmark of the annotation protocol: simulated annotators doing next → judgement.
+
+Serves PrefLab as in production (uvicorn ASGI workers, PostgreSQL by default) on loopback,
+drives it with N concurrent annotators from one asyncio process (a minimal keep-alive
+HTTP/1.1 client, so the load generator costs little CPU on a 2-core machine), and reports
+judgements/s and p50/p95/p99 latency per request type. Afterwards every acknowledged
+judgement (201) is checked to be in the database exactly once, and no other judgement is.
+
+Bounded: each level runs for --duration seconds (default 15) and at most --max-judgements.
+
+    .venv/bin/python benchmarks/annotation_load.py                      # PostgreSQL
+    .venv/bin/python benchmarks/annotation_load.py --database sqlite    # embedded default
+
+Writes a JSON file and prints a Markdown table (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+# --- a minimal HTTP/1.1 keep-alive client ------------------------------------------------------
+
+
+class Connection:
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port, self.token = host, port, token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        payload = json.dumps(body or {}).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {self.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + payload)
+        assert self.reader is not None
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value.strip())
+        data = await self.reader.readexactly(length) if length else b""
+        return status, (json.loads(data) if data else None)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@dataclass
+class LevelResult:
+    annotators: int
+    duration_s: float
+    judgements: int
+    judgements_per_s: float
+    next_ms: dict[str, float]
+    judgement_ms: dict[str, float]
+    errors: dict[str, int]
+    acknowledged_in_db_once: bool
+    db_judgements: int
+    duplicate_leases: int
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1] * 1000, 2)}
+
+
+async def annotator_loop(
+    conn: Connection, campaign_id: int, deadline: float, budget: list[int],
+    acked: list[int], next_lat: list[float], judge_lat: list[float], errors: dict[str, int],
+) -> None:
+    rng = random.Random()
+    while time.perf_counter() < deadline and budget[0] > 0:
+        budget[0] -= 1
+        started = time.perf_counter()
+        status, lease = await conn.request("POST", f"/api/v1/campaigns/{campaign_id}/next/")
+        next_lat.append(time.perf_counter() - started)
+        if status == 204:
+            return
+        if status != 200 or lease is None:
+            errors[f"next {status}"] = errors.get(f"next {status}", 0) + 1
+            continue
+        answer = {
+            "preference": rng.choice(["left", "right", "equal", "cant_tell"]),
+            "left_desirability": rng.choice(["desirable", "undesirable", "unsure"]),
+            "right_desirability": rng.choice(["desirable", "undesirable", "unsure"]),
+            "elapsed_ms": rng.randint(800, 9000),
+        }
+        started = time.perf_counter()
+        status, body = await conn.request("POST", f"/api/v1/assignments/{lease['assignment_id']}/judgement/", answer)
+        judge_lat.append(time.perf_counter() - started)
+        if status == 201 and body is not None:
+            acked.append(body["id"])
+        else:
+            errors[f"judgement {status}"] = errors.get(f"judgement {status}", 0) + 1
+
+
+async def run_level(
+    port: int, tokens: list[str], campaign_id: int, duration: float, max_judgements: int
+) -> tuple[list[int], list[float], list[float], dict[str, int], float]:
+    conns = [Connection("127.0.0.1", port, token) for token in tokens]
+    acked: list[int] = []
+    next_lat: list[float] = []
+    judge_lat: list[float] = []
+    errors: dict[str, int] = {}
+    budget = [max_judgements]
+    started = time.perf_counter()
+    deadline = started + duration
+    await asyncio.gather(*(
+        annotator_loop(c, campaign_id, deadline, budget, acked, next_lat, judge_lat, errors) for c in conns
+    ))
+    elapsed = time.perf_counter() - started
+    for c in conns:
+        c.close()
+    return acked, next_lat, judge_lat, errors, elapsed
+
+
+# --- fixtures and server ------------------------------------------------------------------------
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+
+
+def seed(levels: list[int], pairs_per_level: int) -> tuple[dict[int, int], dict[int, list[str]]]:
+    """One campaign per level (so each level's check is independent), annotators with tokens."""
+    import numpy as np
+    from django.contrib.auth.models import Group, User
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from rest_framework.authtoken.models import Token
+
+    from feedback import services
+    from feedback.models import Pair, PolicyVersion, Segment, Trajectory
+    from feedback.rendering import encode_mp4
+    from feedback.storage import TrajectoryArrays
+
+    env = services.environment_get_or_create(env_id="Bench-v0", render_fps=30)
+    policy = services.policy_get_or_create(env=env, name="random", kind=PolicyVersion.Kind.RANDOM)
+    clip_path = encode_mp4(np.zeros((10, 32, 32, 3), dtype=np.uint8), fps=30)
+    clip_name = default_storage.save("clips/bench.mp4", ContentFile(clip_path.read_bytes()))
+    clip_path.unlink()
+    arrays = TrajectoryArrays(observations=np.zeros((10 * 400, 2), np.float32), actions=np.zeros((10 * 400, 1), np.float32))
+    trajectory = services.trajectory_create(
+        env=env, policy=policy, arrays=arrays, segment_length=10, source=Trajectory.Source.ROLLOUT,
+        render_in_background=False,
+    )
+    trajectory.segments.update(clip=clip_name, clip_status=Segment.ClipStatus.READY)
+    segment_ids = list(trajectory.segments.values_list("id", flat=True))
+    all_pairs = [(a, b) for i, a in enumerate(segment_ids) for b in segment_ids[i + 1:]]
+    group = Group.objects.get(name="annotator")
+    campaigns: dict[int, int] = {}
+    tokens: dict[int, list[str]] = {}
+    rng = random.Random(0)
+    for level in levels:
+        campaign = services.campaign_create(name=f"bench-{level}-{time.time_ns()}", env=env, segment_length=10)
+        chosen = rng.sample(all_pairs, pairs_per_level)
+        Pair.objects.bulk_create(
+            (Pair(campaign=campaign, segment_a_id=a, segment_b_id=b) for a, b in chosen), batch_size=5000
+        )
+        campaigns[level] = campaign.pk
+        tokens[level] = []
+        for i in range(level):
+            user = User.objects.create_user(username=f"bench-{level}-{i}-{time.time_ns()}", password=None)
+            user.groups.add(group)
+            tokens[level].append(Token.objects.create(user=user).key)
+    return campaigns, tokens
+
+
+def check(campaign_id: int, acked: list[int]) -> tuple[bool, int, int]:
+    from django.db.models import Count
+
+    from feedback.models import Assignment, Judgement
+
+    in_db = list(Judgement.objects.filter(pair__campaign_id=campaign_id).values_list("id", flat=True))
+    exactly_once = sorted(in_db) == sorted(acked) and len(set(acked)) == len(acked)
+    # overlap is 1: no pair may have more than one assignment that was ever completed or live.
+    duplicates = (
+        Assignment.objects.filter(pair__campaign_id=campaign_id)
+        .values("pair").annotate(n=Count("id")).filter(n__gt=1).count()
+    )
+    return exactly_once, len(in_db), duplicates
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                if b"200" in s.recv(100):
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("server did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/preflab_bench")
+    parser.add_argument("--levels", default="1,8,32,64")
+    parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes")
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--max-judgements", type=int, default=20000)
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    workdir = Path(tempfile.mkdtemp(prefix="preflab-bench-"))
+    if args.database == "postgres":
+        import psycopg
+
+        dbname = args.postgres_url.rsplit("/", 1)[1]
+        with psycopg.connect(args.postgres_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        database_url = args.postgres_url
+    else:
+        database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    env = {
+        "PREFLAB_MODE": "production",
+        "DJANGO_SECRET_KEY": "benchmark-only-secret",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": database_url,
+        "DB_CONN_MAX_AGE": "600",
+        "MEDIA_ROOT": str(workdir / "media"),
+        "PREFLAB_VAR_DIR": str(workdir),
+        "LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": "1",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                   env={**os.environ, **env}, check=True)
+    setup_django(env)
+    pairs_per_level = min(args.max_judgements + 100, 60000)
+    campaigns, tokens = seed(levels, pairs_per_level)
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(args.workers), "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
+         "--http", "httptools", "--lifespan", "off"],
+        cwd=ROOT, env={**os.environ, **env}, start_new_session=True,
+    )
+    results: list[LevelResult] = []
+    try:
+        wait_ready(port)
+        for level in levels:
+            acked, next_lat, judge_lat, errors, elapsed = asyncio.run(
+                run_level(port, tokens[level], campaigns[level], args.duration, args.max_judgements)
+            )
+            once, db_count, duplicates = check(campaigns[level], acked)
+            result = LevelResult(
+                annotators=level, duration_s=round(elapsed, 2), judgements=len(acked),
+                judgements_per_s=round(len(acked) / elapsed, 1), next_ms=percentiles(next_lat),
+                judgement_ms=percentiles(judge_lat), errors=errors, acknowledged_in_db_once=once,
+                db_judgements=db_count, duplicate_leases=duplicates,
+            )
+            results.append(result)
+            print(json.dumps(asdict(result)), flush=True)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    meta = {
+        "database": args.database, "workers": args.workers, "duration_s": args.duration,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "server": "uvicorn (uvloop, httptools), PREFLAB_MODE=production, DB_CONN_MAX_AGE=600",
+    }
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"annotation_load_{args.database}.json").write_text(
+        json.dumps({"meta": meta, "levels": [asdict(r) for r in results]}, indent=2)
+    )
+    print(f"\n{args.database}, {args.workers} workers, {args.duration:.0f} s per level ({meta['machine']})\n")
+    print("| annotators | judgements/s | next p50/p95/p99 ms | judgement p50/p95/p99 ms | errors | exactly once | dup. leases |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        n, j = r.next_ms, r.judgement_ms
+        print(f"| {r.annotators} | {r.judgements_per_s} | {n['p50']}/{n['p95']}/{n['p99']} | "
+              f"{j['p50']}/{j['p95']}/{j['p99']} | {sum(r.errors.values())} | {r.acknowledged_in_db_once} | {r.duplicate_leases} |")
+
+
+if __name__ == "__main__":
+    main()
