@@ -1,5 +1,9 @@
-"""WebSocket routes (live updates arrive with the labelling-loop work, issue 3)."""
+"""WebSocket routes."""
 
-from typing import Any
+from django.urls import path
 
-websocket_urlpatterns: list[Any] = []
+from feedback.consumers import CampaignConsumer
+
+websocket_urlpatterns = [
+    path("ws/campaigns/<int:campaign_id>/", CampaignConsumer.as_asgi()),
+]

@@ -1,0 +1,55 @@
+"""Live updates: what changed in a campaign, pushed to its WebSocket group after commit.
+
+Messages carry counts only — never who labelled what — so every role may listen. With the
+in-memory channel layer (embedded default) only the web process's own events arrive;
+pages poll as a fallback. With Redis, events from workers arrive too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db.models import Count
+
+from feedback.models import Campaign, Pair
+
+logger = logging.getLogger(__name__)
+
+
+def campaign_group(campaign_id: int) -> str:
+    return f"campaign-{campaign_id}"
+
+
+def campaign_progress(campaign_id: int) -> dict[str, Any]:
+    counts = Pair.objects.filter(campaign_id=campaign_id).aggregate(
+        pair_count=Count("id", distinct=True),
+    )
+    from feedback.models import Judgement
+
+    label_count = Judgement.objects.filter(pair__campaign_id=campaign_id).count()
+    overlap = Campaign.objects.filter(pk=campaign_id).values_list("overlap", flat=True).first() or 1
+    return {
+        "campaign_id": campaign_id,
+        "pair_count": counts["pair_count"],
+        "labels_wanted": counts["pair_count"] * overlap,
+        "label_count": label_count,
+    }
+
+
+def campaign_event_send(*, campaign_id: int, event: str, extra: dict[str, Any] | None = None) -> None:
+    """Send ``event`` ("progress", "pairs_added") with fresh counts; failures are logged only,
+    since a missed live update must never fail the write that caused it."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    payload = {"event": event, **campaign_progress(campaign_id), **(extra or {})}
+    try:
+        async_to_sync(layer.group_send)(campaign_group(campaign_id), {"type": "campaign.event", "payload": payload})
+    except Exception:  # noqa: BLE001 — the channel layer is best-effort by design
+        logger.warning("live update for campaign %s could not be sent", campaign_id, exc_info=True)
+
+
+__all__ = ["campaign_event_send", "campaign_group", "campaign_progress"]

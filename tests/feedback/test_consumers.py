@@ -1,0 +1,71 @@
+"""Live campaign updates over WebSocket, through the real ASGI app, with both channel layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from config.asgi import application
+from feedback.broadcast import campaign_event_send
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+REDIS_LAYER = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:6379/5"]}}
+MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def layer(request: Any, settings: Any) -> str:
+    settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER if request.param == "memory" else REDIS_LAYER}
+    channel_layers.backends = {}  # forget layers built from the previous settings
+    yield request.param
+    channel_layers.backends = {}
+
+
+def _cookie_for(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def _connect(path: str, user: Any | None) -> WebsocketCommunicator:
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+    if user is not None:
+        headers.append((b"cookie", await sync_to_async(_cookie_for)(user)))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def test_progress_on_connect_and_events_after(layer: str, make_campaign: Any, annotator: Any) -> None:
+    campaign = await sync_to_async(make_campaign)(pairs=4)
+    communicator = await _connect(f"/ws/campaigns/{campaign.pk}/", annotator)
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_json_from(timeout=5)
+    assert first == {"event": "progress", "campaign_id": campaign.pk, "pair_count": 4, "labels_wanted": 4, "label_count": 0}
+
+    await sync_to_async(campaign_event_send)(campaign_id=campaign.pk, event="pairs_added", extra={"added": 2})
+    pushed = await communicator.receive_json_from(timeout=5)
+    assert pushed["event"] == "pairs_added" and pushed["added"] == 2 and pushed["pair_count"] == 4
+
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(timeout=5) == {"event": "pong"}
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("who", "code"), [("anonymous", 4401), ("outsider", 4403), ("unknown-campaign", 4404)]
+)
+async def test_refused_connections_close_with_a_reason(
+    who: str, code: int, make_campaign: Any, annotator: Any, outsider: Any
+) -> None:
+    campaign = await sync_to_async(make_campaign)(pairs=1)
+    user = {"anonymous": None, "outsider": outsider, "unknown-campaign": annotator}[who]
+    campaign_id = campaign.pk + 1000 if who == "unknown-campaign" else campaign.pk
+    communicator = await _connect(f"/ws/campaigns/{campaign_id}/", user)
+    connected, close_code = await communicator.connect()
+    assert not connected and close_code == code
