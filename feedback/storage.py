@@ -101,8 +101,26 @@ class TrajectoryArrays:
         return None if self.rewards is None else float(self.rewards.sum())
 
 
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive of .npy files
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def read_npz(fileobj: IO[bytes]) -> TrajectoryArrays:
     """Parse an uploaded ``.npz``; pickled objects are refused, never loaded."""
+    # np.load guesses the format from the first bytes: a bare .npy comes back as an array
+    # (not an archive) and anything else is taken for a pickle. Name the real problem.
+    head = fileobj.read(len(NPY_MAGIC))
+    fileobj.seek(0)
+    if head.startswith(NPY_MAGIC):
+        raise TrajectoryFormatError(
+            "The file is a single .npy array; upload a .npz archive (numpy.savez_compressed) "
+            "holding 'observations' and 'actions'."
+        )
+    if not head.startswith(ZIP_MAGIC):
+        raise TrajectoryFormatError(
+            "The file is not a .npz archive (a zip of .npy arrays, as numpy.savez_compressed "
+            "writes); pickles and other formats are refused."
+        )
     try:
         with np.load(fileobj, allow_pickle=False) as archive:
             keys = set(archive.files)
