@@ -7,10 +7,19 @@ Concurrency contract (tested against PostgreSQL with many clients at once):
 - a judgement is recorded once per (pair, annotator) (database constraint); resubmitting
   the same answer returns the stored one, a different answer is a conflict.
 
-On PostgreSQL, candidates are locked with ``FOR UPDATE SKIP LOCKED`` and the pair's load is
-re-counted after the lock, in a new statement, so a lease committed by another transaction
-between our snapshot and our lock is seen. On SQLite, ``transaction_mode=IMMEDIATE`` makes
-every leasing transaction take the database's write lock at BEGIN, so they run one at a time.
+Every path that adds a slot to a pair (a new lease, renewing a lapsed one, answering a
+lapsed one) holds that pair's row lock while it counts the slots taken and writes.
+
+On PostgreSQL, candidates are locked with ``FOR NO KEY UPDATE SKIP LOCKED`` and the pair's
+load is re-counted after the lock, in a new statement, so a lease committed by another
+transaction between our snapshot and our lock is seen. ``NO KEY`` because inserting an
+assignment or a judgement takes a ``KEY SHARE`` lock on the pair (foreign key check), which
+plain ``FOR UPDATE`` would conflict with, so pairs being answered would look busy and be
+skipped. A pass that finds nothing is repeated once without ``SKIP LOCKED`` (waiting for
+leases in flight) before answering "nothing left", so a pair still being leased by someone
+else never makes the caller's queue look empty. On SQLite, ``transaction_mode=IMMEDIATE``
+makes every leasing transaction take the database's write lock at BEGIN, so they run one at
+a time.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from django.utils import timezone
 from feedback.models import Assignment, Campaign, Judgement, Pair
 
 MAX_LEASE_ATTEMPTS = 8
+LEASE_BATCH = 8  # candidates locked per attempt
 
 
 class AnnotationError(Exception):
@@ -128,6 +138,11 @@ def _slots_taken(pair_id: int, *, now: datetime, exclude_annotator_id: int | Non
     return qs.count()
 
 
+def _lock_pair(pair_id: int) -> None:
+    """Hold ``pair_id``'s row lock until the transaction ends (no-op on SQLite)."""
+    list(Pair.objects.select_for_update(no_key=True).filter(pk=pair_id).values_list("pk", flat=True))
+
+
 def _renew(assignment: Assignment, *, campaign: Campaign, now: datetime) -> Assignment:
     assignment.expires_at = now + timedelta(seconds=campaign.lease_seconds)
     if assignment.expires_at <= assignment.leased_at:
@@ -151,7 +166,7 @@ def _resume_open_lease(
             return _renew(assignment, campaign=campaign, now=now)
         # Expired: renew only if nobody filled the pair meanwhile. Lock the pair row first:
         # every path that adds a lease to a pair holds that lock while it counts.
-        Pair.objects.select_for_update().filter(pk=assignment.pair_id).first()
+        _lock_pair(assignment.pair_id)
         if _slots_taken(assignment.pair_id, now=now, exclude_annotator_id=annotator.pk) < campaign.overlap:
             return _renew(assignment, campaign=campaign, now=now)
     return None
@@ -186,40 +201,47 @@ def assignment_lease_next(
     """Lease the next pair of ``campaign`` to ``annotator``; None when nothing is left.
 
     An unanswered lease the caller already holds is handed back first (renewed), except
-    those in ``exclude_ids`` — the labelling page passes the pair it is showing so that its
-    prefetch gets a different one. Left/right order is drawn fresh for each new lease.
+    those whose assignment ids are in ``exclude_ids`` — the labelling page passes the
+    assignment it is showing so that its prefetch gets a different pair. Left/right order
+    is drawn fresh for each new lease.
     """
     if campaign.status != Campaign.Status.ACTIVE:
         raise CampaignClosed(f"Campaign '{campaign.name}' is {campaign.status}; no pairs are handed out.")
     rng = rng or random.SystemRandom()
+    exclude_ids = list(exclude_ids)
+    skip_locked = connection.features.has_select_for_update_skip_locked
     for _ in range(MAX_LEASE_ATTEMPTS):
-        now = now or timezone.now()
+        moment = now or timezone.now()
         try:
             with transaction.atomic():
                 resumed = _resume_open_lease(
-                    campaign=campaign, annotator=annotator, exclude_ids=exclude_ids, now=now
+                    campaign=campaign, annotator=annotator, exclude_ids=exclude_ids, now=moment
                 )
                 if resumed is not None:
                     return resumed
-                candidates = _candidate_pairs(campaign=campaign, annotator=annotator, now=now)
-                if connection.features.has_select_for_update_skip_locked:
-                    candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-                for pair in candidates[:MAX_LEASE_ATTEMPTS]:
+                candidates = _candidate_pairs(campaign=campaign, annotator=annotator, now=moment)
+                candidates = candidates.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
+                batch = list(candidates[:LEASE_BATCH])
+                for pair in batch:
                     # Re-count after the lock, in a new statement (fresh snapshot).
-                    if _slots_taken(pair.pk, now=now) >= campaign.overlap:
+                    if _slots_taken(pair.pk, now=moment) >= campaign.overlap:
                         continue
                     return Assignment.objects.create(
                         pair=pair,
                         annotator=annotator,
                         left_is_a=rng.random() < 0.5,
-                        leased_at=now,
-                        expires_at=now + timedelta(seconds=campaign.lease_seconds),
+                        leased_at=moment,
+                        expires_at=moment + timedelta(seconds=campaign.lease_seconds),
                     )
-                return None
         except IntegrityError:
             # The same annotator leased this pair from a parallel request; try again.
-            now = None
             continue
+        if len(batch) == LEASE_BATCH:
+            continue  # every candidate filled up after our snapshot; there may be more
+        if not skip_locked:
+            return None
+        # Pairs locked by leases in flight were skipped; wait for them before saying "none".
+        skip_locked = False
     return None
 
 
@@ -260,7 +282,7 @@ def judgement_record(
             )
         campaign = assignment.pair.campaign
         if assignment.expires_at <= now:
-            Pair.objects.select_for_update().filter(pk=assignment.pair_id).first()
+            _lock_pair(assignment.pair_id)
             others = _slots_taken(assignment.pair_id, now=now, exclude_annotator_id=annotator.pk)
             if others >= campaign.overlap:
                 raise AssignmentGone(
