@@ -16,12 +16,14 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str | None = None) -> str:
+    """The variable's value; without a default it is required, and empty counts as unset."""
     value = os.environ.get(name)
-    if value is None:
-        if default is None:
-            raise ImproperlyConfigured(f"Environment variable {name} is required but not set.")
-        return default
-    return value
+    if default is None:
+        if value is None or not value.strip():
+            state = "not set" if value is None else "set but empty"
+            raise ImproperlyConfigured(f"Environment variable {name} is required but {state}.")
+        return value
+    return default if value is None else value
 
 
 def env_bool(name: str, default: bool = False) -> bool:
