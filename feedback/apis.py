@@ -348,8 +348,14 @@ class TrajectoryCreateApi(APIView):
 
     class TrajectoryInputSerializer(serializers.Serializer):
         file = serializers.FileField()
-        env_id = serializers.RegexField(r"^[A-Za-z0-9_./:-]+-v\d+$", max_length=200)
-        policy = serializers.RegexField(r"^[\w.:-]+$", max_length=200, default="uploaded")
+        env_id = serializers.RegexField(
+            r"^[A-Za-z0-9_./:-]+-v\d+$", max_length=200,
+            error_messages={"invalid": "must be a Gymnasium id with its version, e.g. 'Hopper-v5'."},
+        )
+        policy = serializers.RegexField(
+            r"^[\w.:-]+$", max_length=200, default="uploaded",
+            error_messages={"invalid": "may only hold letters, digits, '_', '.', ':' and '-'."},
+        )
         seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**63 - 1)
         segment_length = serializers.IntegerField(required=False, min_value=2, max_value=10_000)
 
