@@ -188,7 +188,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "OpenGL": {"level": "WARNING"},  # "No OpenGL_accelerate module loaded" on every start
+    },
 }
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
