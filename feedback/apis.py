@@ -379,6 +379,12 @@ class TrajectoryCreateApi(APIView):
         except TrajectoryFormatError as exc:
             raise exceptions.ValidationError({"file": [str(exc)]}) from None
         segment_length = data.get("segment_length") or settings.PREFLAB_DEFAULT_SEGMENT_LENGTH
+        if not services.segment_bounds(length=arrays.length, segment_length=segment_length):
+            # Stored, it would hold no segment: nothing to show, nothing to learn from.
+            raise exceptions.ValidationError({"file": [
+                f"The trajectory has {arrays.length} steps, fewer than half a segment of "
+                f"{segment_length}; upload a longer one or pass a smaller segment_length."
+            ]})
         with transaction.atomic():
             env = services.environment_get_or_create(env_id=data["env_id"])
             policy = services.policy_get_or_create(

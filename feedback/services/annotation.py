@@ -155,10 +155,22 @@ def _resume_open_lease(
     *, campaign: Campaign, annotator: Any, exclude_ids: Iterable[int], now: datetime
 ) -> Assignment | None:
     """The caller's oldest unanswered lease in the campaign that still has its slot."""
+    others_live = (
+        Assignment.objects.filter(_live(now), pair=OuterRef("pair"))
+        .exclude(annotator=annotator)
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     open_leases = (
         Assignment.objects.select_for_update(of=("self",))
         .filter(annotator=annotator, pair__campaign=campaign, completed_at__isnull=True)
         .exclude(pk__in=list(exclude_ids))
+        .annotate(others=Coalesce(Subquery(others_live, output_field=IntegerField()), Value(0)))
+        # Lapsed leases whose pairs others filled are left out here, so abandoned leases do
+        # not cost a lock and a count on every later call; the count is redone under the lock.
+        .filter(Q(expires_at__gt=now) | Q(others__lt=campaign.overlap))
         .order_by("leased_at", "id")
     )
     for assignment in open_leases:

@@ -752,6 +752,16 @@ def test_bad_upload_fields_are_400_naming_the_field_and_nothing_is_written(
     nothing_written()
 
 
+def test_a_trajectory_too_short_for_one_segment_is_refused(
+    admin_user: Any, api_client_for: Callable[..., Any], nothing_written: Callable[[], None],
+) -> None:
+    response = _upload(api_client_for(admin_user), npz_file(**trajectory_arrays(4, frames=True)),
+                       segment_length=10)
+    assert response.status_code == 400
+    assert "has 4 steps, fewer than half a segment of 10" in response.json()["detail"]
+    nothing_written()
+
+
 def test_an_oversized_upload_is_413_naming_the_limit_and_nothing_is_written(
     admin_user: Any, api_client_for: Callable[..., Any], settings: Any, nothing_written: Callable[[], None],
 ) -> None:
@@ -815,3 +825,27 @@ def test_clip_accepts_a_session_login(quick_campaign: Callable[..., Campaign], a
     response = client.get(f"/clips/{segment.pk}.mp4")
     assert response.status_code == 200
     assert b"".join(response.streaming_content)[4:8] == b"ftyp"
+
+
+def test_abandoned_leases_do_not_make_next_slower(
+    quick_campaign: Callable[..., Campaign], annotator: Any, other_annotator: Any,
+    api_client_for: Callable[..., Any], django_assert_num_queries: Any,
+) -> None:
+    """Lapsed leases whose pairs others took stay open forever; next must not walk them."""
+    campaign = quick_campaign(n_trajectories=4, pairs=12, overlap=1, lease_seconds=5)
+    past = timezone.now() - timedelta(minutes=10)
+    abandoned = []
+    for _ in range(5):
+        abandoned.append(services.assignment_lease_next(
+            campaign=campaign, annotator=annotator, now=past, exclude_ids=[a.pk for a in abandoned]))
+    for _ in range(5):  # the lapsed pairs go to someone else
+        lease = services.assignment_lease_next(campaign=campaign, annotator=other_annotator)
+        services.judgement_record(assignment_id=lease.pk, annotator=other_annotator,
+                                  answer=services.JudgementInput(**VALID_ANSWER))
+    assert {a.pair_id for a in abandoned} == set(
+        Judgement.objects.filter(annotator=other_annotator).values_list("pair_id", flat=True))
+    client = api_client_for(annotator)
+    client.get("/api/v1/me/")
+    with django_assert_num_queries(NEXT_NEW_LEASE_QUERIES):
+        lease = client.post(_next_url(campaign), {}, format="json").json()
+    assert lease["assignment_id"] not in {a.pk for a in abandoned}
