@@ -24,7 +24,7 @@ from feedback import services
 from feedback.models import Assignment, Campaign, Judgement, Pair, Segment, Trajectory
 from feedback.services import annotation
 from feedback.tasks import render_trajectory_clips
-from tests.feedback.conftest import VALID_ANSWER, media_files, npz_file, trajectory_arrays
+from tests.feedback.conftest import VALID_ANSWER, media_files, npz_file, row_counts, trajectory_arrays
 
 ROLES = ["anonymous", "annotator", "other_annotator", "researcher", "admin_user", "outsider"]
 
@@ -160,6 +160,18 @@ def test_me_lists_the_callers_roles(
     roles = {user.username: api_client_for(user).get("/api/v1/me/").json()["roles"]
              for user in (annotator, researcher, admin_user, outsider)}
     assert roles == {"annie": ["annotator"], "rita": ["researcher"], "ada": ["admin"], "olga": []}
+
+
+def test_a_superuser_without_groups_counts_as_admin(api_client_for: Callable[..., Any], db: Any) -> None:
+    from django.contrib.auth.models import User
+
+    root = User.objects.create_superuser("root", password="root-pass-123")
+    client = api_client_for(root)
+    assert client.get("/api/v1/me/").json()["roles"] == ["admin"]
+    response = client.post("/api/v1/trajectories/", {
+        "file": npz_file(**trajectory_arrays(20)), "env_id": "Toy-v0", "segment_length": 10,
+    }, format="multipart")
+    assert response.status_code == 201
 
 
 def test_schema_documents_every_v1_endpoint(api_client_for: Callable[..., Any], db: Any) -> None:
@@ -520,14 +532,15 @@ def test_bad_judgement_input_is_400_naming_the_problem_and_writes_nothing(
 ) -> None:
     assignment = _lease_with_order(quick_campaign(pairs=1), annotator, left_is_a=True)
     client = api_client_for(annotator)
+    before = (row_counts(), media_files(), list(Assignment.objects.values()))
     if isinstance(body, str):
         response = client.post(_judgement_url(assignment.pk), body, content_type="application/json")
     else:
         response = client.post(_judgement_url(assignment.pk), body, format="json")
     assert response.status_code == 400, response.content
     assert problem in response.json()["detail"]
+    assert (row_counts(), media_files(), list(Assignment.objects.values())) == before
     assert not Judgement.objects.exists()
-    assert Assignment.objects.get().completed_at is None
 
 
 # --- query counts ----------------------------------------------------------------------------------
