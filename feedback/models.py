@@ -174,7 +174,13 @@ class Campaign(models.Model):
 
 
 class Pair(models.Model):
-    """A query: two segments of one campaign, A and B in a fixed canonical order."""
+    """A query: two segments of one campaign, A and B in a fixed canonical order.
+
+    ``slots_taken`` counts the assignments that hold a slot (answered, or leased and not
+    yet reclaimed); ``is_open`` is ``slots_taken < campaign.overlap``. Both are kept by the
+    annotation services under the pair's row lock, so finding the next pair is an index
+    range scan on the open pairs instead of a count over every assignment.
+    """
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="pairs")
     segment_a = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="+")
@@ -182,11 +188,17 @@ class Pair(models.Model):
     priority = models.IntegerField(default=0, help_text="Higher is leased first.")
     selector = models.CharField(max_length=50, default="random")
     model_version = models.CharField(max_length=100, blank=True)
+    slots_taken = models.PositiveSmallIntegerField(default=0)
+    is_open = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-priority", "id"]
-        indexes = [models.Index(fields=["campaign", "-priority", "id"], name="pair_queue_order")]
+        indexes = [
+            models.Index(
+                fields=["campaign", "-priority", "id"], condition=Q(is_open=True), name="pair_open_queue"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(segment_a=F("segment_b")), name="pair_distinct_segments"
@@ -212,8 +224,11 @@ class Assignment(models.Model):
     )
     left_is_a = models.BooleanField(help_text="Randomised per assignment; recorded for bias.")
     leased_at = models.DateTimeField()
-    expires_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
+    holds_slot = models.BooleanField(
+        default=True, help_text="False once a lapsed lease's slot was given back to the pool."
+    )
 
     class Meta:
         ordering = ["leased_at", "id"]
@@ -223,7 +238,15 @@ class Assignment(models.Model):
                 condition=Q(expires_at__gt=F("leased_at")), name="assignment_expires_after_lease"
             ),
         ]
-        indexes = [models.Index(fields=["annotator", "completed_at"], name="assignment_open_idx")]
+        indexes = [
+            models.Index(fields=["annotator", "completed_at"], name="assignment_open_idx"),
+            # Lapsed leases still holding a slot: what reclaiming scans.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(completed_at__isnull=True, holds_slot=True),
+                name="assignment_reclaim_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"assignment {self.pk} of pair {self.pair_id} to {self.annotator_id}"

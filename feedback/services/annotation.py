@@ -7,12 +7,15 @@ Concurrency contract (tested against PostgreSQL with many clients at once):
 - a judgement is recorded once per (pair, annotator) (database constraint); resubmitting
   the same answer returns the stored one, a different answer is a conflict.
 
-Every path that adds a slot to a pair (a new lease, renewing a lapsed one, answering a
-lapsed one) holds that pair's row lock while it counts the slots taken and writes.
+Each pair carries ``slots_taken`` and ``is_open`` (see ``Pair``). Every path that takes a
+slot (a new lease, renewing a reclaimed lease, answering one) holds the pair's row lock
+while it reads and writes them; lapsed leases give their slot back lazily, at the start of
+the next lease in the campaign (``_reclaim_lapsed``). Finding the next pair is then an index
+scan over open pairs, whatever the number of pairs already done.
 
-On PostgreSQL, candidates are locked with ``FOR NO KEY UPDATE SKIP LOCKED`` and the pair's
-load is re-counted after the lock, in a new statement, so a lease committed by another
-transaction between our snapshot and our lock is seen. ``NO KEY`` because inserting an
+On PostgreSQL, candidates are locked with ``FOR NO KEY UPDATE SKIP LOCKED``; a locked row is
+returned in its newest committed version with ``is_open`` re-checked on it, so a slot taken
+by another transaction between our snapshot and our lock is seen. ``NO KEY`` because inserting an
 assignment or a judgement takes a ``KEY SHARE`` lock on the pair (foreign key check), which
 plain ``FOR UPDATE`` would conflict with, so pairs being answered would look busy and be
 skipped. A pass that finds nothing is repeated once without ``SKIP LOCKED`` (waiting for
@@ -25,19 +28,20 @@ a time.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from feedback.models import Assignment, Campaign, Judgement, Pair
 
 MAX_LEASE_ATTEMPTS = 8
 LEASE_BATCH = 8  # candidates locked per attempt
+RECLAIM_BATCH = 200  # lapsed leases given back per call
 
 
 class AnnotationError(Exception):
@@ -126,80 +130,74 @@ def to_screen(judgement: Judgement) -> dict[str, Any]:
     }
 
 
-def _live(now: datetime) -> Q:
-    """Assignments that occupy a slot: judged, or leased and not yet expired."""
-    return Q(completed_at__isnull=False) | Q(expires_at__gt=now)
+def _take_slot(pair: Pair, *, overlap: int) -> None:
+    """Count one more holder on ``pair``; the caller holds the pair's row lock."""
+    pair.slots_taken += 1
+    pair.is_open = pair.slots_taken < overlap
+    Pair.objects.filter(pk=pair.pk).update(slots_taken=pair.slots_taken, is_open=pair.is_open)
 
 
-def _slots_taken(pair_id: int, *, now: datetime, exclude_annotator_id: int | None = None) -> int:
-    qs = Assignment.objects.filter(_live(now), pair_id=pair_id)
-    if exclude_annotator_id is not None:
-        qs = qs.exclude(annotator_id=exclude_annotator_id)
-    return qs.count()
-
-
-def _lock_pair(pair_id: int) -> None:
-    """Hold ``pair_id``'s row lock until the transaction ends (no-op on SQLite)."""
-    list(Pair.objects.select_for_update(no_key=True).filter(pk=pair_id).values_list("pk", flat=True))
+def _locked_pair(pair_id: int) -> Pair:
+    """The pair's current row, locked until the transaction ends (SQLite: already serialised)."""
+    return Pair.objects.select_for_update(no_key=True).only("id", "slots_taken", "is_open").get(pk=pair_id)
 
 
 def _renew(assignment: Assignment, *, campaign: Campaign, now: datetime) -> Assignment:
     assignment.expires_at = now + timedelta(seconds=campaign.lease_seconds)
     if assignment.expires_at <= assignment.leased_at:
         assignment.leased_at = now
-    assignment.save(update_fields=["expires_at", "leased_at"])
+    assignment.save(update_fields=["expires_at", "leased_at", "holds_slot"])
     return assignment
 
 
 def _resume_open_lease(
     *, campaign: Campaign, annotator: Any, exclude_ids: Iterable[int], now: datetime
 ) -> Assignment | None:
-    """The caller's oldest unanswered lease in the campaign that still has its slot."""
-    others_live = (
-        Assignment.objects.filter(_live(now), pair=OuterRef("pair"))
-        .exclude(annotator=annotator)
-        .order_by()
-        .values("pair")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
+    """The caller's oldest unanswered lease in the campaign that still has (or can get) its slot.
+
+    A lease still holding its slot is simply renewed, lapsed or not: nobody else can have
+    taken a slot that was never given back. One whose slot was reclaimed is renewed only if
+    its pair is still open. Dead leases (reclaimed, pair full) are filtered out in SQL.
+    """
     open_leases = (
         Assignment.objects.select_for_update(of=("self",))
         .filter(annotator=annotator, pair__campaign=campaign, completed_at__isnull=True)
+        .filter(Q(holds_slot=True) | Q(pair__is_open=True))
         .exclude(pk__in=list(exclude_ids))
-        .annotate(others=Coalesce(Subquery(others_live, output_field=IntegerField()), Value(0)))
-        # Lapsed leases whose pairs others filled are left out here, so abandoned leases do
-        # not cost a lock and a count on every later call; the count is redone under the lock.
-        .filter(Q(expires_at__gt=now) | Q(others__lt=campaign.overlap))
         .order_by("leased_at", "id")
     )
-    for assignment in open_leases:
-        if assignment.expires_at > now:
+    for assignment in open_leases[:LEASE_BATCH]:
+        if assignment.holds_slot:
             return _renew(assignment, campaign=campaign, now=now)
-        # Expired: renew only if nobody filled the pair meanwhile. Lock the pair row first:
-        # every path that adds a lease to a pair holds that lock while it counts.
-        _lock_pair(assignment.pair_id)
-        if _slots_taken(assignment.pair_id, now=now, exclude_annotator_id=annotator.pk) < campaign.overlap:
+        pair = _locked_pair(assignment.pair_id)
+        if pair.is_open:
+            _take_slot(pair, overlap=campaign.overlap)
+            assignment.holds_slot = True
             return _renew(assignment, campaign=campaign, now=now)
     return None
 
 
-def _candidate_pairs(*, campaign: Campaign, annotator: Any, now: datetime) -> Any:
-    taken = (
-        Assignment.objects.filter(_live(now), pair=OuterRef("pk"))
-        .order_by()
-        .values("pair")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    mine = Assignment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
-    return (
-        Pair.objects.filter(campaign=campaign)
-        .annotate(taken=Coalesce(Subquery(taken, output_field=IntegerField()), Value(0)))
-        .filter(taken__lt=campaign.overlap)
-        .exclude(Exists(mine))
-        .order_by("-priority", "id")
-    )
+def _reclaim_lapsed(*, campaign: Campaign, now: datetime) -> int:
+    """Give the slots of lapsed, unanswered leases back to their pairs; returns how many.
+
+    Runs at the start of every new lease, so no sweeper process is needed. The lapsed lease
+    keeps its row: its owner may still answer it if the pair is not filled meanwhile.
+    """
+    lapsed = Assignment.objects.filter(
+        pair__campaign=campaign, completed_at__isnull=True, holds_slot=True, expires_at__lte=now
+    ).order_by("expires_at")
+    if connection.features.has_select_for_update_skip_locked:
+        # Leases being renewed or answered right now are theirs to settle.
+        lapsed = lapsed.select_for_update(skip_locked=True, of=("self",))
+    rows = list(lapsed.values_list("id", "pair_id")[:RECLAIM_BATCH])
+    if not rows:
+        return 0
+    Assignment.objects.filter(pk__in=[assignment_id for assignment_id, _ in rows]).update(holds_slot=False)
+    per_pair = Counter(pair_id for _, pair_id in rows)
+    for released in sorted(set(per_pair.values())):
+        pair_ids = sorted(p for p, n in per_pair.items() if n == released)
+        Pair.objects.filter(pk__in=pair_ids).update(slots_taken=F("slots_taken") - released, is_open=True)
+    return len(rows)
 
 
 def assignment_lease_next(
@@ -215,7 +213,8 @@ def assignment_lease_next(
     An unanswered lease the caller already holds is handed back first (renewed), except
     those whose assignment ids are in ``exclude_ids`` — the labelling page passes the
     assignment it is showing so that its prefetch gets a different pair. Left/right order
-    is drawn fresh for each new lease.
+    is drawn fresh for each new lease. Pairs are handed out by priority (higher first),
+    then in creation order.
     """
     if campaign.status != Campaign.Status.ACTIVE:
         raise CampaignClosed(f"Campaign '{campaign.name}' is {campaign.status}; no pairs are handed out.")
@@ -224,6 +223,7 @@ def assignment_lease_next(
     skip_locked = connection.features.has_select_for_update_skip_locked
     for _ in range(MAX_LEASE_ATTEMPTS):
         moment = now or timezone.now()
+        batch: list[Pair] = []
         try:
             with transaction.atomic():
                 resumed = _resume_open_lease(
@@ -231,13 +231,22 @@ def assignment_lease_next(
                 )
                 if resumed is not None:
                     return resumed
-                candidates = _candidate_pairs(campaign=campaign, annotator=annotator, now=moment)
-                candidates = candidates.select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
-                batch = list(candidates[:LEASE_BATCH])
+                _reclaim_lapsed(campaign=campaign, now=moment)
+                mine = Assignment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
+                # FOR UPDATE returns each row's newest committed version and re-checks
+                # is_open on it, so the counters read here are current.
+                batch = list(
+                    Pair.objects.filter(campaign=campaign, is_open=True)
+                    .exclude(Exists(mine))
+                    .order_by("-priority", "id")
+                    .select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
+                    .only("id", "slots_taken", "is_open", "segment_a_id", "segment_b_id", "campaign_id")
+                    [:LEASE_BATCH]
+                )
                 for pair in batch:
-                    # Re-count after the lock, in a new statement (fresh snapshot).
-                    if _slots_taken(pair.pk, now=moment) >= campaign.overlap:
+                    if pair.slots_taken >= campaign.overlap:  # only after a concurrent overlap change
                         continue
+                    _take_slot(pair, overlap=campaign.overlap)
                     return Assignment.objects.create(
                         pair=pair,
                         annotator=annotator,
@@ -249,7 +258,7 @@ def assignment_lease_next(
             # The same annotator leased this pair from a parallel request; try again.
             continue
         if len(batch) == LEASE_BATCH:
-            continue  # every candidate filled up after our snapshot; there may be more
+            continue  # every candidate filled up meanwhile; there may be more
         if not skip_locked:
             return None
         # Pairs locked by leases in flight were skipped; wait for them before saying "none".
@@ -292,15 +301,16 @@ def judgement_record(
                 "be changed once submitted.",
                 existing,
             )
-        campaign = assignment.pair.campaign
-        if assignment.expires_at <= now:
-            _lock_pair(assignment.pair_id)
-            others = _slots_taken(assignment.pair_id, now=now, exclude_annotator_id=annotator.pk)
-            if others >= campaign.overlap:
+        if not assignment.holds_slot:
+            # The lease lapsed and its slot went back to the pool: answer only if still open.
+            pair = _locked_pair(assignment.pair_id)
+            if not pair.is_open:
                 raise AssignmentGone(
                     "Your lease on this pair expired and the pair was handed to someone else; "
                     "ask for the next pair."
                 )
+            _take_slot(pair, overlap=assignment.pair.campaign.overlap)
+            assignment.holds_slot = True
         judgement = Judgement.objects.create(
             pair_id=assignment.pair_id,
             annotator=annotator,
@@ -311,5 +321,5 @@ def judgement_record(
             **canonical,
         )
         assignment.completed_at = now
-        assignment.save(update_fields=["completed_at"])
+        assignment.save(update_fields=["completed_at", "holds_slot"])
     return judgement, True

@@ -545,9 +545,9 @@ def test_bad_judgement_input_is_400_naming_the_problem_and_writes_nothing(
 
 # --- query counts ----------------------------------------------------------------------------------
 
-# Token + roles (2), campaign (1), savepoint, open leases, candidates, re-count, insert,
-# release (5 + 1), the lease with its segments (1).
-NEXT_NEW_LEASE_QUERIES = 10
+# Token + roles (2), campaign (1), savepoint, open leases, reclaim lapsed leases, open
+# candidates, take the slot, insert, release (7), the lease with its segments (1).
+NEXT_NEW_LEASE_QUERIES = 11
 # Token + roles, campaign, savepoint, open leases, renew, release, the lease with segments.
 NEXT_RESUMED_LEASE_QUERIES = 8
 # Token + roles, savepoint, lock the assignment (with its pair and campaign), existing

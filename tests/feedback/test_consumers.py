@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 from django.test import Client
 
 from config.asgi import application
@@ -25,6 +27,14 @@ def layer(request: Any, settings: Any) -> str:
     channel_layers.backends = {}  # forget layers built from the previous settings
     yield request.param
     channel_layers.backends = {}
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_thread_connections() -> Any:
+    """sync_to_async work runs on a shared worker thread whose DB connection would outlive
+    the test and block the test database's teardown on PostgreSQL."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 def _cookie_for(user: Any) -> bytes:
