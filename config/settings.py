@@ -12,6 +12,7 @@ See README.md ("Configuration") for every variable.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -100,7 +101,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test-preflab.sqlite3")
+    # One test database per process, so two test runs in one checkout never share a file.
+    _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / f"test-preflab-{os.getpid()}.sqlite3")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -134,6 +136,9 @@ else:
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+if MODE == "test":
+    # Hashing the cast's passwords with PBKDF2 costs ~0.3 s per user; tests need no secrecy.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "feedback:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -177,6 +182,8 @@ MEDIA_URL = "media/"  # never served directly: clips go through an authenticated
 # Uploads: the API checks the size itself and answers 413 with a message; Django's own limit
 # sits just above so oversized bodies are spooled to disk, not memory.
 PREFLAB_MAX_UPLOAD_BYTES = env_int("PREFLAB_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=1024)
+# Compressed archives can unpack to far more than they weigh: cap what an upload may unpack to.
+PREFLAB_MAX_UNPACKED_BYTES = env_int("PREFLAB_MAX_UNPACKED_BYTES", 1024 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

@@ -375,7 +375,7 @@ class TrajectoryCreateApi(APIView):
             )
         data = _validated(self.TrajectoryInputSerializer, request)
         try:
-            arrays = read_npz(data["file"])
+            arrays = read_npz(data["file"], max_unpacked_bytes=settings.PREFLAB_MAX_UNPACKED_BYTES)
         except TrajectoryFormatError as exc:
             raise exceptions.ValidationError({"file": [str(exc)]}) from None
         segment_length = data.get("segment_length") or settings.PREFLAB_DEFAULT_SEGMENT_LENGTH

@@ -105,7 +105,24 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive of .npy fi
 NPY_MAGIC = b"\x93NUMPY"
 
 
-def read_npz(fileobj: IO[bytes]) -> TrajectoryArrays:
+def _check_unpacked_size(fileobj: IO[bytes], limit: int) -> None:
+    """Refuse archives that would unpack to more than ``limit`` bytes (zip bombs), reading
+    only the zip directory — before numpy decompresses anything."""
+    try:
+        with zipfile.ZipFile(fileobj) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise TrajectoryFormatError(f"The file is not a readable .npz archive: {exc}") from None
+    finally:
+        fileobj.seek(0)
+    if unpacked > limit:
+        raise TrajectoryFormatError(
+            f"The .npz unpacks to {unpacked} bytes; the limit is {limit} bytes "
+            "(PREFLAB_MAX_UNPACKED_BYTES)."
+        )
+
+
+def read_npz(fileobj: IO[bytes], *, max_unpacked_bytes: int | None = None) -> TrajectoryArrays:
     """Parse an uploaded ``.npz``; pickled objects are refused, never loaded."""
     # np.load guesses the format from the first bytes: a bare .npy comes back as an array
     # (not an archive) and anything else is taken for a pickle. Name the real problem.
@@ -121,6 +138,8 @@ def read_npz(fileobj: IO[bytes]) -> TrajectoryArrays:
             "The file is not a .npz archive (a zip of .npy arrays, as numpy.savez_compressed "
             "writes); pickles and other formats are refused."
         )
+    if max_unpacked_bytes is not None:
+        _check_unpacked_size(fileobj, max_unpacked_bytes)
     try:
         with np.load(fileobj, allow_pickle=False) as archive:
             keys = set(archive.files)

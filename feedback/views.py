@@ -55,6 +55,13 @@ def clip(request: HttpRequest, segment_id: int) -> HttpResponse:
     try:
         segment = selectors.segment_clip_for_user(segment_id=segment_id)
     except Segment.DoesNotExist:
-        raise Http404(f"No rendered clip for segment {segment_id}.") from None
-    handle = segment.clip.open("rb")
-    return ranged_file_response(request, handle, size=segment.clip.size, content_type="video/mp4")
+        return HttpResponse(f"No rendered clip for segment {segment_id}.", status=404, content_type="text/plain")
+    try:
+        handle = segment.clip.open("rb")
+        size = segment.clip.size
+    except FileNotFoundError:
+        # The row says ready but storage lost the file: a 404 that says so, not a 500.
+        return HttpResponse(
+            f"The clip file of segment {segment_id} is missing from storage.", status=404, content_type="text/plain"
+        )
+    return ranged_file_response(request, handle, size=size, content_type="video/mp4")

@@ -37,6 +37,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from feedback.broadcast import campaign_event_send
 from feedback.models import Assignment, Campaign, Judgement, Pair
 
 MAX_LEASE_ATTEMPTS = 8
@@ -322,4 +323,6 @@ def judgement_record(
         )
         assignment.completed_at = now
         assignment.save(update_fields=["completed_at", "holds_slot"])
+        campaign_id = assignment.pair.campaign_id
+        transaction.on_commit(lambda: campaign_event_send(campaign_id=campaign_id, event="progress"))
     return judgement, True

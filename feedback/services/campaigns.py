@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
+from feedback.broadcast import campaign_event_send
 from feedback.models import Campaign, EnvironmentSpec, Pair, Segment
 
 
@@ -82,7 +83,13 @@ def pairs_create_random(
             if key not in existing and key not in chosen:
                 chosen.add(key)
     with transaction.atomic():
-        return Pair.objects.bulk_create(
+        pairs = Pair.objects.bulk_create(
             Pair(campaign=campaign, segment_a_id=a, segment_b_id=b, priority=priority, selector="random")
             for a, b in sorted(chosen)
         )
+        if pairs:
+            campaign_id, added = campaign.pk, len(pairs)
+            transaction.on_commit(
+                lambda: campaign_event_send(campaign_id=campaign_id, event="pairs_added", extra={"added": added})
+            )
+    return pairs

@@ -26,15 +26,17 @@ def environment_get_or_create(
     observation_space: dict[str, Any] | None = None,
     action_space: dict[str, Any] | None = None,
     render_fps: int = 30,
+    render_width: int | None = None,
+    render_height: int | None = None,
 ) -> EnvironmentSpec:
-    env, created = EnvironmentSpec.objects.get_or_create(
-        env_id=env_id,
-        defaults={
-            "observation_space": observation_space or {},
-            "action_space": action_space or {},
-            "render_fps": render_fps,
-        },
-    )
+    defaults: dict[str, Any] = {
+        "observation_space": observation_space or {},
+        "action_space": action_space or {},
+        "render_fps": render_fps,
+    }
+    if render_width and render_height:
+        defaults.update(render_width=render_width, render_height=render_height)
+    env, created = EnvironmentSpec.objects.get_or_create(env_id=env_id, defaults=defaults)
     if not created and observation_space and not env.observation_space:
         env.observation_space = observation_space
         env.action_space = action_space or {}

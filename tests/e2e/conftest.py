@@ -15,8 +15,16 @@ from __future__ import annotations
 import inspect
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+from urllib.request import urlopen
 
 import pytest
 
@@ -94,3 +102,123 @@ def django_db_modify_db_settings(
             tmp_path_factory.mktemp("e2e-db") / "e2e.sqlite3"
         )
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_script_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a browser test whose page threw an uncaught error, even if its assertions passed."""
+    if "page" not in request.fixturenames:
+        yield
+        return
+    page = request.getfixturevalue("page")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield
+    assert not errors, f"the page threw: {errors}"
+
+
+# --- an ASGI server for the WebSocket tests ----------------------------------------------------
+
+# The test process and the server share this Redis database as their channel layer, so events
+# the test sends reach the server's consumers. Redis must be running on 127.0.0.1:6379.
+E2E_REDIS_URL = "redis://127.0.0.1:6379/6"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class AsgiServer:
+    url: str
+    media_root: Path
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _database_url(settings_dict: dict[str, Any]) -> str:
+    """A DATABASE_URL for the test database this process uses (SQLite file or PostgreSQL)."""
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "")
+    password = quote(settings_dict.get("PASSWORD") or "")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def _daphne(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AsgiServer]:
+    """Daphne serving ``config.asgi`` (HTTP and WebSocket) on the test database.
+
+    pytest-django's ``live_server`` speaks WSGI only, so it cannot carry a WebSocket.
+    """
+    from django.db import connection
+
+    if connection.vendor == "sqlite" and str(connection.settings_dict["NAME"]).startswith(
+        ("file:", ":memory:")
+    ):
+        pytest.fail("the ASGI server needs the test database in a file")
+    workdir = tmp_path_factory.mktemp("asgi")
+    media_root = workdir / "media"
+    media_root.mkdir()
+    log = workdir / "daphne.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFLAB_MODE": "test",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": _database_url(connection.settings_dict),
+        "REDIS_URL": E2E_REDIS_URL,
+        "PREFLAB_TASKS_BACKEND": "db",
+        "MEDIA_ROOT": str(media_root),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "config.asgi:application"],
+            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"daphne exited with {server.returncode}:\n{log.read_text()}")
+            try:
+                with urlopen(f"{url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"daphne did not answer within 20 s:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield AsgiServer(url=url, media_root=media_root, log=log)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def asgi_server(_daphne: AsgiServer, settings: Any, transactional_db: None) -> AsgiServer:
+    """The ASGI server, with this process writing clips where it reads them and sending
+    channel-layer events through the same Redis."""
+    settings.MEDIA_ROOT = _daphne.media_root
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [E2E_REDIS_URL]},
+        }
+    }
+    return _daphne

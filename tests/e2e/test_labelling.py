@@ -14,84 +14,26 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, Route, expect
 
-from feedback import services
-from feedback.models import (
-    Assignment,
-    Campaign,
-    Judgement,
-    Pair,
-    PolicyVersion,
-    Trajectory,
-)
+from feedback.models import Assignment, Campaign, Judgement
 from feedback.services import annotation
-from feedback.storage import TrajectoryArrays
-from tests.conftest import random_frames
+from tests.e2e.pages import (
+    CLOCKS,
+    PASSWORD,
+    READ_PAIR,
+    SAMPLE,
+    log_in,
+    loop_distance,
+    make_clip_campaign,
+    wait_settled,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("transactional_db")]
-
-PASSWORD = "annie-pass-123"
-
-# Everything the tests read off the page, in one round trip.
-READ_PAIR = """() => {
-  const root = document.getElementById("labeller");
-  const video = (side) => root.querySelector(`video[data-role="current"][data-side="${side}"]`);
-  const left = video("left"), right = video("right");
-  return {
-    assignment: Number(root.dataset.assignmentId),
-    hook: window.preflab.currentAssignmentId,
-    prefetched: window.preflab.prefetchedAssignmentId,
-    left: Number(left.dataset.segmentId),
-    right: Number(right.dataset.segmentId),
-    leftAssignment: Number(left.dataset.assignmentId),
-    leftReady: left.readyState,
-    rightReady: right.readyState,
-    leftVisible: left.checkVisibility(),
-    rightVisible: right.checkVisibility(),
-    // The hidden buffer: the prefetched pair's clips, loading before they are needed.
-    buffered: [...root.querySelectorAll('video[data-role="prefetch"]')].map((v) => ({
-      assignment: Number(v.dataset.assignmentId), readyState: v.readyState, hidden: !v.checkVisibility(),
-    })),
-  };
-}"""
-
-# The pair is on screen, its clips are showing, and the next lease is settled (loaded or none).
-SETTLED = """() => {
-  const root = document.getElementById("labeller");
-  const current = window.preflab.state.current;
-  return root.dataset.state === "ready" && current !== null && current.shownAt !== null
-    && ["ready", "none"].includes(root.dataset.prefetch);
-}"""
-
-# Both clips' playback positions, read in one task so they describe the same instant.
-CLOCKS = """() => {
-  const pick = (side) => document.querySelector(`video[data-role="current"][data-side="${side}"]`);
-  const left = pick("left"), right = pick("right");
-  return {
-    left: left.currentTime, right: right.currentTime,
-    leftDuration: left.duration, rightDuration: right.duration,
-    leftPaused: left.paused, rightPaused: right.paused,
-    fps: window.preflab.state.current.pair.fps,
-  };
-}"""
-
-# Sample both clips' positions on every animation frame for `ms` milliseconds.
-SAMPLE = """(ms) => new Promise((resolve) => {
-  const pick = (side) => document.querySelector(`video[data-role="current"][data-side="${side}"]`);
-  const left = pick("left"), right = pick("right");
-  const samples = [];
-  const start = performance.now();
-  const step = () => {
-    samples.push([left.currentTime, right.currentTime]);
-    if (performance.now() - start < ms) requestAnimationFrame(step); else resolve(samples);
-  };
-  requestAnimationFrame(step);
-})"""
 
 
 class _Alternating:
@@ -113,63 +55,6 @@ def alternate_sides(monkeypatch: pytest.MonkeyPatch) -> _Alternating:
     source = _Alternating()
     monkeypatch.setattr(annotation, "random", SimpleNamespace(SystemRandom=lambda: source))
     return source
-
-
-def log_in(
-    page: Page, base_url: str, *, username: str, password: str, next_path: str = "/"
-) -> None:
-    page.goto(f"{base_url}/accounts/login/?next={next_path}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base_url}{next_path}")
-
-
-def wait_settled(page: Page) -> dict[str, Any]:
-    page.wait_for_function(SETTLED, timeout=10_000)
-    return page.evaluate(READ_PAIR)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def make_clip_campaign(*, lengths: tuple[int, int], fps: int, name: str = "sync") -> Campaign:
-    """One pair of two clips of the given lengths (frames) at ``fps``: the frame-lock fixture."""
-    env = services.environment_get_or_create(env_id="Sync-v0", render_fps=fps)
-    policy = services.policy_get_or_create(env=env, name="random", kind=PolicyVersion.Kind.RANDOM)
-    segments = []
-    for seed, length in enumerate(lengths):
-        rng = np.random.default_rng(seed)
-        trajectory = services.trajectory_create(
-            env=env,
-            policy=policy,
-            segment_length=length,
-            seed=seed,
-            render_in_background=False,
-            source=Trajectory.Source.ROLLOUT,
-            arrays=TrajectoryArrays(
-                observations=rng.normal(size=(length, 3)).astype(np.float32),
-                actions=rng.normal(size=(length, 1)).astype(np.float32),
-            ),
-        )
-        segment = trajectory.segments.get()
-        services.segment_clip_attach(
-            segment=segment, frames=random_frames(length, seed=seed), fps=fps
-        )
-        segments.append(segment)
-    campaign = services.campaign_create(name=name, env=env, segment_length=max(lengths))
-    Pair.objects.create(campaign=campaign, segment_a=segments[0], segment_b=segments[1])
-    return campaign
-
-
-def loop_distance(a: float, b: float, period: float) -> float:
-    """Distance between two positions on a loop of ``period`` seconds."""
-    d = abs(a - b) % period
-    return min(d, period - d)
 
 
 # --- the journey ------------------------------------------------------------------------------
@@ -488,3 +373,70 @@ def test_the_shorter_clip_holds_its_last_frame_until_the_loop_restarts(
             assert short_t >= short_duration - frame, (long_t, short_t)
             held += 1
     assert locked > 10 and held > 10, "the samples cover both phases of the loop"
+
+
+# --- done for today ---------------------------------------------------------------------------
+
+
+def test_done_for_today_stops_leasing_and_sums_up_the_session(
+    page: Page, live_server: Any, make_campaign: Callable[..., Campaign], annotator: User
+) -> None:
+    campaign = make_campaign(pairs=6)
+    leases: list[str] = []
+    page.on(
+        "request",
+        lambda request: leases.append(request.url) if request.url.endswith("/next/") else None,
+    )
+    path = f"/campaigns/{campaign.pk}/label/"
+    log_in(page, live_server.url, username=annotator.username, password=PASSWORD, next_path=path)
+
+    plan = [(["1", "9"], "ArrowLeft"), (["8"], "ArrowLeft"), ([], "ArrowUp"), (["2"], "ArrowDown")]
+    for desirability_keys, preference_key in plan:
+        wait_settled(page)
+        for key in desirability_keys:
+            page.keyboard.press(key)
+        time.sleep(0.25)
+        page.keyboard.press(preference_key)
+    on_screen = wait_settled(page)
+    wait_until(lambda: Judgement.objects.filter(annotator=annotator).count() == len(plan))
+    held = set(
+        Assignment.objects.filter(annotator=annotator, completed_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    assert held == {on_screen["assignment"], on_screen["prefetched"]}
+    asked = len(leases)
+
+    page.keyboard.press("d")
+    summary = page.get_by_role("region", name="Done for today")
+    expect(summary).to_be_visible()
+    expect(page.locator("#labeller")).to_have_attribute("data-state", "summary")
+    expect(page.locator("#workspace")).to_be_hidden()
+
+    def fact(key: str) -> str:
+        return page.locator(f'[data-summary="{key}"]').inner_text()
+
+    expect(page.locator('[data-summary="campaign"]')).to_have_text("4 / 6")
+    assert fact("pairs") == "4"
+    assert re.fullmatch(r"\d+ s", fact("time")), fact("time")
+    median = float(fact("median").removesuffix(" s"))
+    assert 0.2 <= median <= 10, median
+    answers = {p: fact(f"prefer-{p}") for p in ("left", "right", "equal", "cant_tell")}
+    assert answers == {"left": "2", "right": "0", "equal": "1", "cant_tell": "1"}
+    clips = {v: fact(f"clips-{v}") for v in ("desirable", "undesirable", "unsure")}
+    assert clips == {"desirable": "2", "undesirable": "2", "unsure": "4"}
+    assert fact("mine") == "4"
+
+    # Stopped: no more leases asked for, answer keys do nothing, and nothing was released.
+    page.keyboard.press("ArrowLeft")
+    time.sleep(0.5)
+    assert len(leases) == asked
+    assert Judgement.objects.filter(annotator=annotator).count() == len(plan)
+    still_held = Assignment.objects.filter(pk__in=held, completed_at__isnull=True)
+    assert still_held.count() == 2, "leases are left to expire, not released"
+
+    # Keep labelling: the open lease comes back first.
+    summary.get_by_role("button", name="Keep labelling").click()
+    again = wait_settled(page)
+    assert again["assignment"] in held
+    expect(summary).to_be_hidden()

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -862,3 +863,14 @@ def test_abandoned_leases_do_not_make_next_slower(
     with django_assert_num_queries(NEXT_NEW_LEASE_QUERIES):
         lease = client.post(_next_url(campaign), {}, format="json").json()
     assert lease["assignment_id"] not in {a.pk for a in abandoned}
+
+
+def test_clip_whose_file_vanished_from_storage_is_a_404_not_a_500(
+    quick_campaign: Callable[..., Campaign], annotator: Any, api_client_for: Callable[..., Any],
+) -> None:
+    quick_campaign(pairs=1)
+    segment = Segment.objects.filter(clip_status="ready").first()
+    default_storage.delete(segment.clip.name)
+    response = api_client_for(annotator).get(f"/clips/{segment.pk}.mp4")
+    assert response.status_code == 404
+    assert b"missing from storage" in response.content

@@ -79,3 +79,31 @@ async def test_refused_connections_close_with_a_reason(
     communicator = await _connect(f"/ws/campaigns/{campaign_id}/", user)
     connected, close_code = await communicator.connect()
     assert not connected and close_code == code
+
+
+async def test_queued_pairs_and_judgements_are_pushed_after_commit(
+    layer: str, make_campaign: Any, annotator: Any
+) -> None:
+    from feedback import services
+
+    campaign = await sync_to_async(make_campaign)(n_trajectories=4, pairs=2)
+    communicator = await _connect(f"/ws/campaigns/{campaign.pk}/", annotator)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from(timeout=5)  # the progress sent on connect
+
+    await sync_to_async(services.pairs_create_random)(campaign=campaign, count=3, seed=5)
+    added = await communicator.receive_json_from(timeout=5)
+    assert added["event"] == "pairs_added" and added["added"] == 3 and added["pair_count"] == 5
+
+    def lease_and_answer() -> None:
+        assignment = services.assignment_lease_next(campaign=campaign, annotator=annotator)
+        answer = services.JudgementInput(
+            preference="left", left_desirability="desirable", right_desirability="unsure"
+        )
+        services.judgement_record(assignment_id=assignment.pk, annotator=annotator, answer=answer)
+
+    await sync_to_async(lease_and_answer)()
+    progress = await communicator.receive_json_from(timeout=5)
+    assert progress == {"event": "progress", "campaign_id": campaign.pk, "pair_count": 5,
+                        "labels_wanted": 5, "label_count": 1}
+    await communicator.disconnect()

@@ -174,3 +174,13 @@ def test_saved_arrays_leave_frames_out_and_frames_are_parked_separately() -> Non
     np.testing.assert_array_equal(stored["observations"], arrays.observations)
     np.testing.assert_array_equal(load_npz(frames_name)["frames"], arrays.frames)
     assert default_storage.exists(arrays_name) and default_storage.exists(frames_name)
+
+
+def test_read_npz_refuses_an_archive_that_unpacks_beyond_the_limit_before_decompressing() -> None:
+    # 8 MB of zeros compresses to a few KB: the weight of the upload says nothing.
+    archive = _npz(observations=np.zeros((1000, 1000), np.float64), actions=np.zeros((1000, 1)))
+    assert len(archive.getvalue()) < 100_000
+    with pytest.raises(TrajectoryFormatError, match=r"unpacks to \d+ bytes; the limit is 1000000 bytes"):
+        read_npz(archive, max_unpacked_bytes=1_000_000)
+    archive.seek(0)
+    assert read_npz(archive, max_unpacked_bytes=10_000_000).length == 1000
