@@ -67,7 +67,11 @@ class Connection:
             if name.lower() == "content-length":
                 length = int(value.strip())
         data = await self.reader.readexactly(length) if length else b""
-        return status, (json.loads(data) if data else None)
+        try:
+            return status, (json.loads(data) if data else None)
+        except ValueError:
+            # Not JSON (e.g. an HTML error page): keep a snippet for the error report.
+            return status, {"raw": data[:300].decode("utf-8", "replace")}
 
     def close(self) -> None:
         if self.writer is not None:
@@ -111,8 +115,10 @@ async def annotator_loop(
         next_lat.append(time.perf_counter() - started)
         if status == 204:
             return
-        if status != 200 or lease is None:
+        if status != 200 or lease is None or "assignment_id" not in lease:
             errors[f"next {status}"] = errors.get(f"next {status}", 0) + 1
+            if len(errors) < 4:
+                print(f"next {status}: {lease}", file=sys.stderr)
             continue
         answer = {
             "preference": rng.choice(["left", "right", "equal", "cant_tell"]),
@@ -127,6 +133,8 @@ async def annotator_loop(
             acked.append(body["id"])
         else:
             errors[f"judgement {status}"] = errors.get(f"judgement {status}", 0) + 1
+            if len(errors) < 4:
+                print(f"judgement {status}: {body}", file=sys.stderr)
 
 
 async def run_level(
@@ -169,7 +177,7 @@ def seed(levels: list[int], pairs_per_level: int) -> tuple[dict[int, int], dict[
     from rest_framework.authtoken.models import Token
 
     from feedback import services
-    from feedback.models import Pair, PolicyVersion, Segment, Trajectory
+    from feedback.models import PolicyVersion, Segment, Trajectory
     from feedback.rendering import encode_mp4
     from feedback.storage import TrajectoryArrays
 
@@ -193,9 +201,7 @@ def seed(levels: list[int], pairs_per_level: int) -> tuple[dict[int, int], dict[
     for level in levels:
         campaign = services.campaign_create(name=f"bench-{level}-{time.time_ns()}", env=env, segment_length=10)
         chosen = rng.sample(all_pairs, pairs_per_level)
-        Pair.objects.bulk_create(
-            (Pair(campaign=campaign, segment_a_id=a, segment_b_id=b) for a, b in chosen), batch_size=5000
-        )
+        services.pairs_add(campaign=campaign, segment_pairs=chosen)
         campaigns[level] = campaign.pk
         tokens[level] = []
         for i in range(level):
@@ -246,6 +252,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,8,32,64")
     parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes")
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections per worker")
     parser.add_argument("--max-judgements", type=int, default=20000)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
@@ -267,7 +274,8 @@ def main() -> None:
         "DJANGO_SECRET_KEY": "benchmark-only-secret",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "DATABASE_URL": database_url,
-        "DB_CONN_MAX_AGE": "600",
+        "DB_POOL_MAX_SIZE": str(args.pool_size) if args.database == "postgres" else "0",
+        "DB_CONN_MAX_AGE": "0" if args.database == "postgres" else "600",
         "MEDIA_ROOT": str(workdir / "media"),
         "PREFLAB_VAR_DIR": str(workdir),
         "LOG_LEVEL": "WARNING",
@@ -309,7 +317,8 @@ def main() -> None:
     meta = {
         "database": args.database, "workers": args.workers, "duration_s": args.duration,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "server": "uvicorn (uvloop, httptools), PREFLAB_MODE=production, DB_CONN_MAX_AGE=600",
+        "server": "uvicorn (uvloop, httptools), PREFLAB_MODE=production, "
+                  + (f"psycopg pool of {args.pool_size} per worker" if args.database == "postgres" else "SQLite WAL"),
     }
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,14 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
     # One test database per process, so two test runs in one checkout never share a file.
     _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / f"test-preflab-{os.getpid()}.sqlite3")
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # Under ASGI each request runs in its own thread, so persistent connections pile up
+    # (one per thread) until PostgreSQL refuses clients; a pool bounds them per process.
+    _pool_size = env_int("DB_POOL_MAX_SIZE", 0, minimum=0)
+    if _pool_size:
+        if _db.get("CONN_MAX_AGE"):
+            raise ImproperlyConfigured("DB_POOL_MAX_SIZE and DB_CONN_MAX_AGE cannot both be set.")
+        _db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 20}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

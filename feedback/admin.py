@@ -65,6 +65,12 @@ class PairAdmin(admin.ModelAdmin):
     list_display = ["id", "campaign", "segment_a", "segment_b", "priority", "selector", "model_version"]
     list_filter = ["campaign", "selector"]
     raw_id_fields = ["segment_a", "segment_b"]
+    readonly_fields = ["slots_taken", "is_open"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Pairs are queued through services (campaign action, queue_pairs), which keep the
+        # campaign's counters and announce new pairs live.
+        return False
 
 
 @admin.register(Assignment)

@@ -156,6 +156,10 @@ class Campaign(models.Model):
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Labels wanted per pair.")
     lease_seconds = models.PositiveIntegerField(default=600)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # Kept by the services in the same transaction as the rows they count, so live progress
+    # costs one row read instead of a count over every judgement.
+    pair_count = models.PositiveIntegerField(default=0, editable=False)
+    label_count = models.PositiveIntegerField(default=0, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

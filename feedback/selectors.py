@@ -30,13 +30,13 @@ def campaigns_with_progress(*, user: Any) -> QuerySet[Campaign]:
     qs = Campaign.objects.select_related("env")
     if not (can_research(user) or is_admin(user)):
         qs = qs.filter(status=Campaign.Status.ACTIVE)
+    # pair_count and label_count are counters on the row, kept by the services.
     return qs.annotate(
-        pair_count=_count_subquery(Pair.objects.filter(campaign=OuterRef("pk")), "campaign"),
-        label_count=_count_subquery(Judgement.objects.filter(pair__campaign=OuterRef("pk")), "pair__campaign"),
         my_label_count=_count_subquery(
             Judgement.objects.filter(pair__campaign=OuterRef("pk"), annotator=user), "pair__campaign"
         ),
-    ).annotate(labels_wanted=F("pair_count") * F("overlap"))
+        labels_wanted=F("pair_count") * F("overlap"),
+    )
 
 
 def campaign_get_for_user(*, campaign_id: int, user: Any) -> Campaign:

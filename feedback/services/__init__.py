@@ -9,7 +9,7 @@ from feedback.services.annotation import (
     assignment_lease_next,
     judgement_record,
 )
-from feedback.services.campaigns import NotEnoughSegments, campaign_create, pairs_create_random
+from feedback.services.campaigns import NotEnoughSegments, campaign_create, pairs_add, pairs_create_random
 from feedback.services.trajectories import (
     environment_get_or_create,
     policy_get_or_create,
@@ -30,6 +30,7 @@ __all__ = [
     "campaign_create",
     "environment_get_or_create",
     "judgement_record",
+    "pairs_add",
     "pairs_create_random",
     "policy_get_or_create",
     "segment_bounds",

@@ -324,5 +324,7 @@ def judgement_record(
         assignment.completed_at = now
         assignment.save(update_fields=["completed_at", "holds_slot"])
         campaign_id = assignment.pair.campaign_id
+        # Last statement before commit: the campaign row's lock is held only for the commit.
+        Campaign.objects.filter(pk=campaign_id).update(label_count=F("label_count") + 1)
         transaction.on_commit(lambda: campaign_event_send(campaign_id=campaign_id, event="progress"))
     return judgement, True

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 
 from feedback.broadcast import campaign_event_send
 from feedback.models import Campaign, EnvironmentSpec, Pair, Segment
@@ -39,8 +40,6 @@ def campaign_create(
 
 def eligible_segments(campaign: Campaign) -> Any:
     """Ready segments of the campaign's env whose length is within [ceil(L/2), L]."""
-    from django.db.models import F
-
     length = campaign.segment_length
     return (
         Segment.objects.filter(trajectory__env=campaign.env, clip_status=Segment.ClipStatus.READY)
@@ -82,13 +81,34 @@ def pairs_create_random(
             key = (min(a, b), max(a, b))
             if key not in existing and key not in chosen:
                 chosen.add(key)
+    return pairs_add(campaign=campaign, segment_pairs=sorted(chosen), priority=priority, selector="random")
+
+
+def pairs_add(
+    *,
+    campaign: Campaign,
+    segment_pairs: list[tuple[int, int]],
+    priority: int = 0,
+    selector: str = "random",
+    model_version: str = "",
+) -> list[Pair]:
+    """Queue pairs of segment ids in ``campaign``: the one place pairs are created.
+
+    Keeps the campaign's ``pair_count`` and announces the new pairs on the campaign's
+    live channel after commit.
+    """
     with transaction.atomic():
         pairs = Pair.objects.bulk_create(
-            Pair(campaign=campaign, segment_a_id=a, segment_b_id=b, priority=priority, selector="random")
-            for a, b in sorted(chosen)
+            (
+                Pair(campaign=campaign, segment_a_id=a, segment_b_id=b, priority=priority,
+                     selector=selector, model_version=model_version)
+                for a, b in segment_pairs
+            ),
+            batch_size=2000,
         )
         if pairs:
             campaign_id, added = campaign.pk, len(pairs)
+            Campaign.objects.filter(pk=campaign_id).update(pair_count=F("pair_count") + added)
             transaction.on_commit(
                 lambda: campaign_event_send(campaign_id=campaign_id, event="pairs_added", extra={"added": added})
             )

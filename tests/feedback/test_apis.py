@@ -552,8 +552,8 @@ NEXT_NEW_LEASE_QUERIES = 11
 # Token + roles, campaign, savepoint, open leases, renew, release, the lease with segments.
 NEXT_RESUMED_LEASE_QUERIES = 8
 # Token + roles, savepoint, lock the assignment (with its pair and campaign), existing
-# judgement, insert judgement, complete assignment, release.
-JUDGEMENT_QUERIES = 8
+# judgement, insert judgement, complete assignment, campaign label counter, release.
+JUDGEMENT_QUERIES = 9
 JUDGEMENT_RESUBMIT_QUERIES = 6
 
 

@@ -147,6 +147,21 @@ def test_many_annotators_lease_and_judge_at_once_without_losing_or_doubling_anyt
     assert len(stored) == pairs * overlap
     assert set(per_pair.values()) == {overlap}
     assert Assignment.objects.filter(completed_at__isnull=True).count() == 0
+    _assert_counters_match_rows(campaign)
+
+
+def _assert_counters_match_rows(campaign: Campaign) -> None:
+    """The denormalised counters agree with the rows they count, after all the racing."""
+    campaign.refresh_from_db()
+    assert campaign.label_count == Judgement.objects.filter(pair__campaign=campaign).count()
+    assert campaign.pair_count == campaign.pairs.count()
+    holding = dict(
+        Assignment.objects.filter(pair__campaign=campaign, holds_slot=True)
+        .values("pair").annotate(n=Count("id")).values_list("pair", "n")
+    )
+    for pair in campaign.pairs.all():
+        assert pair.slots_taken == holding.get(pair.pk, 0), pair
+        assert pair.is_open == (pair.slots_taken < campaign.overlap), pair
 
 
 @pytest.mark.slow
@@ -204,3 +219,4 @@ def test_answers_on_lapsed_leases_race_the_annotators_reclaiming_those_pairs(
         assert (judged_by[pair_id] == late.pk) == (status == 201)
     acknowledged = {jid for log in logs for jid in log.acknowledged}
     assert acknowledged == set(Judgement.objects.exclude(annotator=late).values_list("pk", flat=True))
+    _assert_counters_match_rows(campaign)
