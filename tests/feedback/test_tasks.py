@@ -80,3 +80,47 @@ def test_a_db_worker_process_renders_uploaded_frames_into_clips(
         assert clip.read_bytes()[4:8] == b"ftyp"
     trajectory.refresh_from_db()
     assert trajectory.pending_frames.name == "" and not frames.exists()
+
+
+REDIS_URL = "redis://127.0.0.1:6379/7"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_rq_worker_on_redis_renders_uploaded_frames_into_clips(
+    admin_user: Any, api_client_for: Callable[..., Any], settings: Any,
+) -> None:
+    """The same render job through the other runtime column: RQ on Redis (DESIGN, Runtime)."""
+    import django_rq
+
+    settings.RQ_QUEUES = {name: {"URL": REDIS_URL} for name in ("default", "gpu")}
+    # django_tasks resets its backends when TASKS changes (setting_changed).
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default", "gpu"]}}
+    django_rq.get_queue("default").empty()
+
+    response = api_client_for(admin_user).post(
+        "/api/v1/trajectories/",
+        {"file": npz_file(**trajectory_arrays(25, frames=True)), "env_id": "Toy-v0", "segment_length": 10},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    trajectory = Trajectory.objects.get(pk=response.json()["id"])
+    assert django_rq.get_queue("default").count == 1
+    assert not DBTaskResult.objects.exists()  # went to Redis, not the database queue
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PREFLAB_MODE": "test",
+        "PREFLAB_TASKS_BACKEND": "rq",
+        "REDIS_URL": REDIS_URL,
+    }
+    worker = subprocess.run(
+        [sys.executable, "manage.py", "rqworker", "default", "--burst", "--job-class", "django_tasks_rq.Job"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    assert list(trajectory.segments.order_by("start").values_list("clip_status", flat=True)) == ["ready"] * 3
+    for segment in trajectory.segments.all():
+        assert (Path(settings.MEDIA_ROOT) / segment.clip.name).read_bytes()[4:8] == b"ftyp"
