@@ -1,6 +1,15 @@
 /**
  * The labelling page: two clips side by side, frame-locked; one key answers; the next
- * pair is already loaded.
+ * pair is already loaded; campaign progress and new pairs arrive live.
+ *
+ * Player. `player.js` drives both clips from one clock counted in steps: step k of the left
+ * clip is shown with step k of the right one. The clip with more steps leads; when the fps
+ * differ the clock runs in steps at the leader's fps and the follower is sought to step k at
+ * its own fps; the shorter clip holds its last frame until the loop restarts (its header
+ * comment has the details). Controls: play/pause (Space), loop (L, on by default), a scrub
+ * slider over steps, a per-step timeline under each clip (click a cell to go to that step),
+ * frame step (`,` back, `.` forward; pauses first), speed 0.25×–4× (`[` slower, `]` faster,
+ * or the select; one speed for both clips, kept from pair to pair).
  *
  * Prefetch. Two buffers of two <video> elements each: one shows the current pair, the other
  * (hidden) holds the next lease with its clips already loaded. Answering swaps the buffers
@@ -8,22 +17,23 @@
  * until the answer is stored the answered pair is still the caller's open lease, and
  * `next` would hand it straight back.
  *
- * Frame lock: one clock per pair. The longer clip is the leader; it plays natively and
- * loops. The other clip follows it: on every animation frame its position is compared with
- * the leader's; a drift under one frame is trimmed by nudging its playbackRate, a larger one
- * (a loop restart, a stall) by seeking it to the leader's time. Native playback keeps motion
- * smooth — a JS clock that seeked both videos every frame would decode each frame again from
- * the last keyframe — while the two clips never show timesteps more than a frame apart.
- * Clips of different lengths: the follower does not loop, so once the leader passes its end
- * it holds its last frame (an ended video keeps showing it) until the leader wraps, and then
- * restarts with it. Pausing pauses both and seeks the follower to the leader's exact time.
+ * Live updates (`live.js`): a WebSocket to the campaign's group updates the progress line;
+ * when nothing is left and pairs are added, the page leases one and shows it without a
+ * reload. When the socket is down the feed polls the campaign every `data-poll-ms` and the
+ * page retries `next` on each poll while nothing is left.
+ *
+ * Done for today (D): stops leasing and shows what this visit achieved. Leases still held
+ * are not released; they expire on the server and their pairs return to the pool.
  */
 
 import { ApiError, campaignProgress, leaseNext, submitJudgement } from "./api.js";
+import { CampaignFeed } from "./live.js";
+import { ClipPair, SPEEDS, StaleLoad } from "./player.js";
 
-const NUDGE_GAIN = 4; // playbackRate change per second of drift: 25 ms of drift → 0.9×
-const MAX_NUDGE = 0.25;
 const SAVE_RETRIES = 3;
+// While nothing is left and the socket is up, still look now and then: leases held by
+// others expire without any event.
+const DONE_RETRY_MS = 60_000;
 
 const KEYS = {
   ArrowLeft: ["prefer", "left"],
@@ -37,6 +47,14 @@ const KEYS = {
   9: ["desirability", "right", "undesirable"],
   0: ["desirability", "right", "unsure"],
   " ": ["toggle-play"],
+  ",": ["step", -1],
+  ".": ["step", 1],
+  "[": ["speed-step", -1],
+  "]": ["speed-step", 1],
+  l: ["toggle-loop"],
+  L: ["toggle-loop"],
+  d: ["done-for-today"],
+  D: ["done-for-today"],
 };
 
 const PREFERENCE_WORDS = {
@@ -46,210 +64,37 @@ const PREFERENCE_WORDS = {
   cant_tell: "can’t tell",
 };
 
-/** A load that was superseded by another; never shown to the user. */
-class StaleLoad extends Error {}
-
-function clamp(value, low, high) {
-  return Math.min(high, Math.max(low, value));
-}
-
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Resolves once the video has its first frame (readyState ≥ HAVE_CURRENT_DATA). */
-function whenLoaded(video, segmentId, signal) {
-  return new Promise((resolve, reject) => {
-    if (video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA) {
-      resolve();
-      return;
-    }
-    const options = { once: true, signal };
-    video.addEventListener("loadeddata", () => resolve(), options);
-    video.addEventListener(
-      "error",
-      () => {
-        const code = video.error ? ` (media error ${video.error.code})` : "";
-        const message = `The clip of segment ${segmentId} could not be loaded${code}.`;
-        reject(new Error(`${message} Reload the page to try again.`));
-      },
-      options,
-    );
-    signal.addEventListener("abort", () => reject(new StaleLoad()), { once: true });
-  });
-}
-
-/** Two videos shown as one: loads a lease's clips and keeps them on the same timestep. */
-class ClipPair {
-  constructor(left, right) {
-    this.left = left;
-    this.right = right;
-    this.lease = null;
-    this.ready = Promise.resolve();
-    this.loaded = false;
-    this.playing = false;
-    this.fps = 30;
-    this.leader = left;
-    this.follower = right;
-    this.raf = 0;
-    this.abort = null;
-    this.tick = this.tick.bind(this);
-  }
-
-  get videos() {
-    return [this.left, this.right];
-  }
-
-  /** Start loading a lease's clips; `ready` resolves when both show their first frame. */
-  load(lease) {
-    this.stop();
-    this.abort?.abort();
-    this.abort = new AbortController();
-    this.lease = lease;
-    this.loaded = false;
-    this.fps = Math.max(lease.left.fps || 0, lease.right.fps || 0) || 30;
-    const waits = [];
-    for (const [video, clip] of [[this.left, lease.left], [this.right, lease.right]]) {
-      video.dataset.segmentId = String(clip.segment_id);
-      video.dataset.assignmentId = String(lease.assignment_id);
-      video.playbackRate = 1;
-      video.loop = false;
-      video.src = clip.clip_url;
-      video.load();
-      waits.push(whenLoaded(video, clip.segment_id, this.abort.signal));
-    }
-    this.ready = Promise.all(waits).then(() => {
-      this.loaded = true;
-      this.arrange();
-    });
-    this.ready.catch(() => {}); // failures are reported by whoever presents the pair
-    return this.ready;
-  }
-
-  clear() {
-    this.stop();
-    this.abort?.abort();
-    this.lease = null;
-    this.loaded = false;
-    for (const video of this.videos) {
-      video.removeAttribute("src");
-      video.load();
-      delete video.dataset.segmentId;
-      delete video.dataset.assignmentId;
-    }
-  }
-
-  /** The longer clip leads and loops; the shorter follows and holds its end. */
-  arrange() {
-    const seconds = (video, clip) =>
-      Number.isFinite(video.duration) ? video.duration : clip.length / (clip.fps || this.fps);
-    const leftSeconds = seconds(this.left, this.lease.left);
-    const leftLonger = leftSeconds >= seconds(this.right, this.lease.right) - 1e-3;
-    [this.leader, this.follower] = leftLonger ? [this.left, this.right] : [this.right, this.left];
-    this.leader.loop = true;
-    this.follower.loop = false;
-  }
-
-  rewind() {
-    for (const video of this.videos) {
-      video.playbackRate = 1;
-      // A seek drops readyState until it completes: skip it when already at the start.
-      if (video.readyState >= HTMLMediaElement.HAVE_METADATA && video.currentTime !== 0) {
-        video.currentTime = 0;
-      }
-    }
-  }
-
-  /** Start both clips together; rejects if the browser refuses to autoplay. */
-  play() {
-    this.playing = true;
-    this.align();
-    const started = [this.leader.play()];
-    if (!this.followerHolds()) started.push(this.follower.play());
-    if (!this.raf) this.raf = requestAnimationFrame(this.tick);
-    return Promise.all(started);
-  }
-
-  pause() {
-    this.playing = false;
-    for (const video of this.videos) video.pause();
-    this.align();
-  }
-
-  stop() {
-    this.pause();
-    if (this.raf) cancelAnimationFrame(this.raf);
-    this.raf = 0;
-  }
-
-  followerHolds() {
-    const end = this.follower.duration;
-    return Number.isFinite(end) && this.leader.currentTime >= end - 0.5 / this.fps;
-  }
-
-  /** Put the follower exactly on the leader's timestep (or on its own last frame). */
-  align() {
-    if (this.leader.readyState < HTMLMediaElement.HAVE_METADATA) return;
-    if (this.follower.readyState < HTMLMediaElement.HAVE_METADATA) return;
-    const end = this.follower.duration;
-    const t = this.leader.currentTime;
-    const target = Number.isFinite(end) ? Math.min(t, end) : t;
-    this.follower.playbackRate = 1;
-    if (this.follower.currentTime !== target) this.follower.currentTime = target;
-  }
-
-  tick() {
-    this.raf = requestAnimationFrame(this.tick);
-    const leader = this.leader;
-    const follower = this.follower;
-    if (!this.playing) return;
-    const { HAVE_METADATA } = HTMLMediaElement;
-    if (leader.readyState < HAVE_METADATA || follower.readyState < HAVE_METADATA) return;
-    const frame = 1 / this.fps;
-    const t = leader.currentTime;
-    if (this.followerHolds()) {
-      // The leader is past the follower's end: the follower shows its last frame.
-      follower.playbackRate = 1;
-      const behind = follower.duration - follower.currentTime;
-      if (!follower.ended && !follower.seeking && behind > frame) {
-        follower.currentTime = follower.duration;
-      }
-      return;
-    }
-    if (follower.seeking) return;
-    if (follower.ended || follower.paused) {
-      // The leader looped (or the follower stopped): restart the follower on its timestep.
-      follower.currentTime = t;
-      follower.play().catch(() => {});
-      return;
-    }
-    const drift = follower.currentTime - t;
-    if (Math.abs(drift) > frame) {
-      follower.playbackRate = 1;
-      follower.currentTime = t;
-      return;
-    }
-    follower.playbackRate = clamp(1 - NUDGE_GAIN * drift, 1 - MAX_NUDGE, 1 + MAX_NUDGE);
-  }
-}
-
-// --- the page -------------------------------------------------------------------------------
-
 const root = document.getElementById("labeller");
+const campaignId = Number(root.dataset.campaignId);
 const urls = {
   next: root.dataset.nextUrl,
   progress: root.dataset.progressUrl,
   // The template renders the judgement URL for assignment 0; substitute the real id.
   judgement: (id) => root.dataset.judgementUrl.replace("/0/", `/${id}/`),
   login: root.dataset.loginUrl,
+  socket: root.dataset.socketPath,
 };
 const els = {
   status: document.getElementById("status"),
   error: document.getElementById("error"),
   workspace: document.getElementById("workspace"),
   done: document.getElementById("done"),
+  summary: document.getElementById("summary"),
   playButton: root.querySelector('[data-action="toggle-play"]'),
+  loopButton: root.querySelector('[data-action="toggle-loop"]'),
+  speed: root.querySelector('select[data-action="speed"]'),
+  scrub: root.querySelector('input[data-action="scrub"]'),
+  stepReadout: root.querySelector("[data-step-readout]"),
+  timelines: {
+    left: root.querySelector('.timeline[data-side="left"]'),
+    right: root.querySelector('.timeline[data-side="right"]'),
+  },
   preferButtons: root.querySelectorAll('[data-action="prefer"]'),
+  doneButton: root.querySelector('[data-action="done-for-today"]'),
 };
 
 function buffer(index) {
@@ -260,7 +105,7 @@ function buffer(index) {
 const pairs = [buffer(0), buffer(1)];
 
 const state = {
-  /** loading | ready | saving | done | error */
+  /** loading | ready | saving | done | summary | error */
   phase: "loading",
   /** {lease, pair, shownAt}: the pair on screen; shownAt is when its clips became visible. */
   current: null,
@@ -268,9 +113,23 @@ const state = {
   prefetch: null,
   desirability: { left: "unsure", right: "unsure" },
   paused: false,
+  /** Player settings, kept from pair to pair. */
+  player: { speed: 1, loop: true, scrubResume: false },
   saved: 0,
   /** The last save: {assignmentId, answer, ok, status, detail}. */
   lastSave: null,
+  /** The save in flight, if any: "done for today" waits for it before summing up. */
+  saving: null,
+  /** This visit: when it began and every answer stored. */
+  session: { startedAt: performance.now(), answers: [], endedAt: null },
+  /** The latest campaign counts, from the socket, a poll or the API. */
+  progress: {
+    label_count: Number(root.querySelector('[data-progress="done"]').textContent),
+    labels_wanted: Number(root.querySelector('[data-progress="wanted"]').textContent),
+    my_label_count: Number(root.querySelector('[data-progress="mine"]').textContent),
+    pair_count: null,
+  },
+  live: "connecting",
 };
 
 function otherPair(pair) {
@@ -280,6 +139,7 @@ function otherPair(pair) {
 function render() {
   root.dataset.state = state.phase;
   root.dataset.assignmentId = state.current ? String(state.current.lease.assignment_id) : "";
+  root.dataset.live = state.live;
   const prefetch = state.prefetch;
   root.dataset.prefetchAssignmentId =
     prefetch && prefetch.lease ? String(prefetch.lease.assignment_id) : "";
@@ -300,6 +160,11 @@ function render() {
   }
   els.playButton.setAttribute("aria-pressed", String(state.paused));
   els.playButton.querySelector("[data-label]").textContent = state.paused ? "Play" : "Pause";
+  els.loopButton.setAttribute("aria-pressed", String(state.player.loop));
+  els.speed.value = String(state.player.speed);
+  els.doneButton.hidden = state.phase === "summary";
+  const loaded = Boolean(state.current && state.current.pair.loaded);
+  els.scrub.disabled = !loaded;
 }
 
 function setPhase(phase) {
@@ -341,6 +206,117 @@ function describe(err) {
   return [err instanceof ApiError || err instanceof Error ? err.message : String(err), {}];
 }
 
+/** Show which part of the page is up: the pair, "nothing left", or the day's summary. */
+function showSection(name) {
+  els.workspace.hidden = name !== "workspace";
+  els.done.hidden = name !== "done";
+  els.summary.hidden = name !== "summary";
+}
+
+// --- the player's controls ------------------------------------------------------------------
+
+/** One cell per step; a shorter clip's bar is shorter, so step k lines up on both. */
+function buildTimelines(pair) {
+  for (const [side, video] of [["left", pair.left], ["right", pair.right]]) {
+    const el = els.timelines[side];
+    const steps = pair.clip(video).steps;
+    const cells = [];
+    for (let k = 0; k < steps; k += 1) {
+      const cell = document.createElement("span");
+      cell.dataset.step = String(k);
+      cell.title = `step ${k + 1}`;
+      cells.push(cell);
+    }
+    el.replaceChildren(...cells);
+    el.style.width = `${(100 * steps) / pair.steps}%`;
+    el.dataset.steps = String(steps);
+  }
+  els.scrub.max = String(pair.steps - 1);
+  render();
+}
+
+function clearTimelines() {
+  for (const el of Object.values(els.timelines)) {
+    el.replaceChildren();
+    el.dataset.steps = "0";
+    delete el.dataset.step;
+  }
+  els.scrub.max = "0";
+  els.scrub.value = "0";
+  els.stepReadout.textContent = "";
+  delete root.dataset.step;
+}
+
+/** The clock moved to step k: move the slider, the readout and both timelines' marks. */
+function showStep(pair, k) {
+  if (!state.current || state.current.pair !== pair) return;
+  root.dataset.step = String(k);
+  els.scrub.value = String(k);
+  els.stepReadout.textContent = `step ${k + 1} / ${pair.steps}`;
+  for (const [side, video] of [["left", pair.left], ["right", pair.right]]) {
+    const el = els.timelines[side];
+    const shown = pair.stepOf(video, k);
+    el.classList.toggle("holding", shown < k);
+    if (el.dataset.step === String(shown)) continue;
+    el.querySelector("[aria-current]")?.removeAttribute("aria-current");
+    el.children[shown]?.setAttribute("aria-current", "step");
+    el.dataset.step = String(shown);
+  }
+}
+
+/** The pair on screen, if its clips are loaded (player controls act on nothing else). */
+function loadedPair() {
+  return state.current && state.current.pair.loaded ? state.current.pair : null;
+}
+
+function setPaused(paused) {
+  if (!state.current) return;
+  const pair = state.current.pair;
+  state.paused = paused;
+  if (paused) {
+    pair.pause();
+  } else {
+    pair.play().catch(() => {});
+  }
+  render();
+}
+
+function togglePlay() {
+  setPaused(!state.paused);
+}
+
+/** Frame step: pause first if playing, then move both clips one step. */
+function stepBy(delta) {
+  const pair = loadedPair();
+  if (!pair) return;
+  if (!state.paused) setPaused(true);
+  pair.seekStep(pair.step + delta);
+}
+
+function seekTo(step) {
+  loadedPair()?.seekStep(step);
+}
+
+function setSpeed(speed) {
+  state.player.speed = speed;
+  for (const pair of pairs) pair.setSpeed(speed);
+  render();
+}
+
+function speedStep(direction) {
+  const index = SPEEDS.indexOf(state.player.speed);
+  const next = SPEEDS[Math.min(SPEEDS.length - 1, Math.max(0, index + direction))];
+  if (next !== state.player.speed) setSpeed(next);
+}
+
+function toggleLoop() {
+  state.player.loop = !state.player.loop;
+  for (const pair of pairs) pair.setLooping(state.player.loop);
+  render();
+}
+
+// --- leasing and answering ------------------------------------------------------------------
+
 /** Make `pair` (already loading its lease) the one on screen, and start it playing. */
 function present(pair) {
   const previous = state.current ? state.current.pair : null;
@@ -356,12 +332,23 @@ function present(pair) {
   state.current = entry;
   state.desirability = { left: "unsure", right: "unsure" };
   state.paused = false;
+  showSection("workspace");
+  clearTimelines();
+  pair.setSpeed(state.player.speed);
+  pair.setLooping(state.player.loop);
+  pair.onStep = (k) => showStep(pair, k);
+  pair.onEnd = () => {
+    if (state.current !== entry) return;
+    state.paused = true; // looping is off and the clips reached their end
+    render();
+  };
   pair.rewind();
   render();
   pair.ready.then(
     () => {
       if (state.current !== entry) return;
       entry.shownAt = performance.now();
+      buildTimelines(pair);
       pair.rewind();
       pair.play().catch((err) => {
         if (state.current !== entry || err.name === "AbortError") return;
@@ -371,6 +358,7 @@ function present(pair) {
         render();
         showStatus("Press Space to play the clips.");
       });
+      showStep(pair, pair.step);
     },
     (err) => {
       if (state.current !== entry || err instanceof StaleLoad) return;
@@ -385,7 +373,7 @@ function prefetchNext() {
   const current = state.current;
   const pair = otherPair(current.pair);
   const entry = { lease: null, pair, ready: false, settled: false, error: null, done: null };
-  entry.cancelled = false; // replaced by a newer prefetch, or the page is done
+  entry.cancelled = false; // replaced by a newer prefetch, or the page stopped leasing
   state.prefetch = entry;
   render();
   // An answer given before this settles takes the entry (and awaits `done`): still load it.
@@ -421,42 +409,70 @@ function prefetchNext() {
   );
 }
 
-function showDone() {
+/** Put every clip away; nothing is on screen or prefetched afterwards. */
+function dropPairs() {
   if (state.prefetch) state.prefetch.cancelled = true;
   for (const pair of pairs) pair.clear();
   state.current = null;
   state.prefetch = null;
-  els.workspace.hidden = true;
-  els.done.hidden = false;
+  clearTimelines();
+}
+
+function showDone() {
+  dropPairs();
+  showSection("done");
   showStatus("Nothing left to label in this campaign.");
   setPhase("done");
 }
 
-/** Show the caller's open lease (or a new one), then prefetch the one after it. */
-async function start() {
-  clearError();
-  setPhase("loading");
-  showStatus("Loading a pair…");
+/** Stopped leasing for today: nothing may be leased or shown any more. */
+function stopped() {
+  return state.phase === "summary";
+}
+
+/**
+ * Show the caller's open lease (or a new one), then prefetch the one after it.
+ * `quiet`: a look from the "nothing left" state; failures and "still nothing" change nothing.
+ */
+async function start({ quiet = false } = {}) {
+  if (!quiet) {
+    clearError();
+    setPhase("loading");
+    showStatus("Loading a pair…");
+  }
   let lease;
   try {
     lease = await leaseNext(urls.next, []);
   } catch (err) {
+    if (quiet || stopped()) return;
     const [text, options] = describe(err);
     showStatus("");
     showError(text, { retry: true, ...options });
     setPhase("error");
     return;
   }
+  if (stopped() || (quiet && state.phase !== "done")) return;
   if (!lease) {
-    showDone();
+    if (!quiet) showDone();
     return;
   }
+  clearError();
   const pair = state.current ? otherPair(state.current.pair) : pairs[0];
   pair.load(lease);
   present(pair);
   showStatus("");
   setPhase("ready");
   prefetchNext();
+}
+
+let lookingAgain = null;
+
+/** From "nothing left": ask for a pair once more (new pairs were added, or may have been). */
+function lookAgain() {
+  if (state.phase !== "done" || lookingAgain) return;
+  lookingAgain = start({ quiet: true }).finally(() => {
+    lookingAgain = null;
+  });
 }
 
 /** Save an answer, retrying transient failures; reports and returns whether it was stored. */
@@ -467,6 +483,7 @@ async function save(assignmentId, answer) {
       await submitJudgement(urls.judgement(assignmentId), answer);
       record.ok = true;
       state.saved += 1;
+      state.session.answers.push(answer);
       state.lastSave = record;
       return true;
     } catch (err) {
@@ -489,17 +506,27 @@ async function save(assignmentId, answer) {
   }
 }
 
+/** Update the progress line from any source; counts a source lacks are left as they are. */
+function showProgress(counts) {
+  const known = (key) => typeof counts[key] === "number";
+  for (const key of ["label_count", "labels_wanted", "my_label_count", "pair_count"]) {
+    if (known(key)) state.progress[key] = counts[key];
+  }
+  const set = (key, value) => {
+    const el = root.querySelector(`[data-progress="${key}"]`);
+    if (el) el.textContent = value;
+  };
+  const progress = state.progress;
+  set("mine", String(progress.my_label_count));
+  set("mine-plural", progress.my_label_count === 1 ? "" : "s");
+  set("done", String(progress.label_count));
+  set("wanted", String(progress.labels_wanted));
+  if (stopped()) renderSummary();
+}
+
 async function refreshProgress() {
   try {
-    const campaign = await campaignProgress(urls.progress);
-    const set = (key, value) => {
-      const el = root.querySelector(`[data-progress="${key}"]`);
-      if (el) el.textContent = value;
-    };
-    set("mine", String(campaign.my_label_count));
-    set("mine-plural", campaign.my_label_count === 1 ? "" : "s");
-    set("done", String(campaign.label_count));
-    set("wanted", String(campaign.labels_wanted));
+    showProgress(await campaignProgress(urls.progress));
   } catch {
     // Progress is informative only; the next refresh will catch up.
   }
@@ -530,14 +557,17 @@ async function answer(preference) {
     showStatus("Loading the next pair…");
   }
   const saving = save(answered.lease.assignment_id, body);
+  state.saving = saving;
   if (!shown && prefetched && !prefetched.settled) {
     await prefetched.done; // asked with exclude=[answered], so it is safe to use before the save
-    if (prefetched.lease) {
+    if (prefetched.lease && !stopped()) {
       present(prefetched.pair);
       shown = true;
     }
   }
   const saved = await saving;
+  if (state.saving === saving) state.saving = null;
+  if (stopped()) return; // "done for today" was pressed meanwhile; it sums up on its own
   if (saved) showStatus(`Saved: ${PREFERENCE_WORDS[preference]}.`);
   if (!shown) {
     // Nothing was prefetched (or it failed): ask again now that the answer is stored. An
@@ -546,11 +576,13 @@ async function answer(preference) {
     try {
       lease = await leaseNext(urls.next, []);
     } catch (err) {
+      if (stopped()) return;
       const [text, options] = describe(err);
       showError(text, { retry: true, ...options });
       setPhase("error");
       return;
     }
+    if (stopped()) return;
     if (!lease) {
       showDone();
       refreshProgress();
@@ -571,36 +603,128 @@ function setDesirability(side, value) {
   render();
 }
 
-function togglePlay() {
-  if (!state.current) return;
-  const pair = state.current.pair;
-  state.paused = !state.paused;
-  if (state.paused) {
-    pair.pause();
-  } else {
-    pair.play().catch(() => {});
-  }
-  render();
+// --- done for today -------------------------------------------------------------------------
+
+function median(values) {
+  if (!values.length) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
+
+function duration(ms) {
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${seconds % 60} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+function renderSummary() {
+  const session = state.session;
+  const answers = session.answers;
+  const set = (key, text) => {
+    const el = els.summary.querySelector(`[data-summary="${key}"]`);
+    if (el) el.textContent = text;
+  };
+  set("pairs", String(answers.length));
+  set("time", duration((session.endedAt ?? performance.now()) - session.startedAt));
+  const seconds = median(answers.filter((a) => a.elapsed_ms != null).map((a) => a.elapsed_ms));
+  set("median", seconds === null ? "—" : `${(seconds / 1000).toFixed(1)} s`);
+  for (const preference of Object.keys(PREFERENCE_WORDS)) {
+    set(`prefer-${preference}`, String(answers.filter((a) => a.preference === preference).length));
+  }
+  for (const value of ["desirable", "undesirable", "unsure"]) {
+    const count = answers.reduce(
+      (n, a) => n + (a.left_desirability === value) + (a.right_desirability === value),
+      0,
+    );
+    set(`clips-${value}`, String(count));
+  }
+  const progress = state.progress;
+  set("campaign", `${progress.label_count} / ${progress.labels_wanted}`);
+  set("mine", String(progress.my_label_count));
+}
+
+/** Stop leasing and sum up this visit. Held leases are left to expire on the server. */
+async function doneForToday() {
+  if (stopped()) return;
+  state.session.endedAt = performance.now();
+  const pending = state.saving;
+  dropPairs();
+  clearError();
+  showStatus("");
+  showSection("summary");
+  setPhase("summary");
+  renderSummary();
+  if (pending) await pending.catch(() => {}); // the last answer counts once it is stored
+  await refreshProgress();
+  renderSummary();
+}
+
+/** Back from the summary: a new visit, beginning with the caller's open lease, if any. */
+function keepLabelling() {
+  if (!stopped()) return;
+  state.session = { startedAt: performance.now(), answers: [], endedAt: null };
+  start();
+}
+
+// --- live updates ---------------------------------------------------------------------------
+
+function onLiveEvent(message) {
+  if (message.campaign_id !== undefined && Number(message.campaign_id) !== campaignId) return;
+  const pairCountBefore = state.progress.pair_count;
+  showProgress(message);
+  if (state.phase !== "done") return;
+  const morePairs =
+    message.event === "pairs_added" ||
+    message.polled ||
+    (pairCountBefore !== null && message.pair_count !== pairCountBefore);
+  if (morePairs) lookAgain();
+}
+
+const feed = new CampaignFeed({
+  socketPath: urls.socket,
+  pollUrl: urls.progress,
+  pollMs: Number(root.dataset.pollMs) || 10_000,
+  onEvent: onLiveEvent,
+  onMode: (mode) => {
+    state.live = mode;
+    render();
+  },
+});
+
+// --- input ----------------------------------------------------------------------------------
 
 function perform(action, ...args) {
   if (action === "prefer") answer(args[0]);
   else if (action === "desirability") setDesirability(args[0], args[1]);
   else if (action === "toggle-play") togglePlay();
+  else if (action === "step") stepBy(args[0]);
+  else if (action === "speed-step") speedStep(args[0]);
+  else if (action === "toggle-loop") toggleLoop();
+  else if (action === "done-for-today") doneForToday();
+  else if (action === "keep-labelling") keepLabelling();
 }
 
+/** Text entry keeps its keys; a focused slider, select or button does not take ours. */
 function typingInto(target) {
   if (!(target instanceof HTMLElement)) return false;
-  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+  if (target.isContentEditable || target.tagName === "TEXTAREA") return true;
+  const nonText = ["range", "checkbox", "radio", "button", "submit", "reset"];
+  return target.tagName === "INPUT" && !nonText.includes(target.type);
 }
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || typingInto(event.target)) return;
   const binding = KEYS[event.key];
   if (!binding) return;
-  // Space must not also press a focused button or scroll; arrows must not scroll.
+  // Space must not also press a focused button or scroll; arrows must not scroll or move a
+  // focused slider.
   event.preventDefault();
-  if (event.repeat) return; // a held key answers one pair, not several
+  const [action] = binding;
+  // A held key answers one pair, not several; held step and speed keys repeat.
+  if (event.repeat && action !== "step" && action !== "speed-step") return;
   perform(...binding);
 });
 document.addEventListener("keyup", (event) => {
@@ -608,18 +732,43 @@ document.addEventListener("keyup", (event) => {
 });
 
 root.addEventListener("click", (event) => {
+  const cell = event.target.closest(".timeline [data-step]");
+  if (cell && root.contains(cell)) {
+    seekTo(Number(cell.dataset.step));
+    return;
+  }
   const button = event.target.closest("button[data-action]");
   if (!button || !root.contains(button)) return;
   const { action, side, value } = button.dataset;
   if (action === "prefer") perform(action, value);
   else if (action === "desirability") perform(action, side, value);
-  else if (action === "toggle-play") perform(action);
+  else if (action === "step") perform(action, Number(value));
+  else perform(action);
 });
+
+// Dragging the slider moves both clips; playback pauses during the drag and resumes after.
+els.scrub.addEventListener("input", () => {
+  const pair = loadedPair();
+  if (!pair) return;
+  if (!state.paused) {
+    state.player.scrubResume = true;
+    setPaused(true);
+  }
+  pair.seekStep(Number(els.scrub.value));
+});
+els.scrub.addEventListener("change", () => {
+  if (state.player.scrubResume) {
+    state.player.scrubResume = false;
+    setPaused(false);
+  }
+});
+els.speed.addEventListener("change", () => setSpeed(Number(els.speed.value)));
 
 // A small hook for tests and for debugging from the console.
 window.preflab = {
   state,
   pairs,
+  feed,
   get currentAssignmentId() {
     return state.current ? state.current.lease.assignment_id : null;
   },
@@ -633,3 +782,5 @@ window.preflab = {
 
 render();
 start();
+feed.start();
+setInterval(lookAgain, DONE_RETRY_MS);

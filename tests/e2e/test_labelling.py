@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, Route, expect
 
+from feedback import services
 from feedback.models import Assignment, Campaign, Judgement
 from feedback.services import annotation
 from tests.e2e.pages import (
@@ -258,7 +259,9 @@ def test_an_expired_lease_taken_by_someone_else_shows_why_and_moves_on(
     annotator: User,
     other_annotator: User,
 ) -> None:
-    campaign = make_campaign(pairs=3)
+    # Two pairs: the page holds both (one on screen, one prefetched), so the lapsed one is
+    # the only pair the other annotator can be given.
+    campaign = make_campaign(pairs=2)
     path = f"/campaigns/{campaign.pk}/label/"
     log_in(page, live_server.url, username=annotator.username, password=PASSWORD, next_path=path)
     first = wait_settled(page)
@@ -269,13 +272,8 @@ def test_an_expired_lease_taken_by_someone_else_shows_why_and_moves_on(
     Assignment.objects.filter(pk=lapsed.pk).update(
         leased_at=now - timedelta(hours=1), expires_at=now - timedelta(minutes=1)
     )
-    Assignment.objects.create(
-        pair=lapsed.pair,
-        annotator=other_annotator,
-        left_is_a=True,
-        leased_at=now,
-        expires_at=now + timedelta(minutes=10),
-    )
+    taken = services.assignment_lease_next(campaign=campaign, annotator=other_annotator)
+    assert taken is not None and taken.pair_id == lapsed.pair_id
 
     page.keyboard.press("ArrowLeft")
     error = page.get_by_role("alert")
@@ -291,7 +289,8 @@ def test_an_expired_lease_taken_by_someone_else_shows_why_and_moves_on(
     # The next answer goes through and clears the message.
     page.keyboard.press("ArrowRight")
     expect(error).to_be_hidden()
-    wait_settled(page)
+    # The lapsed pair is someone else's now: nothing is left for this annotator.
+    expect(page.get_by_role("heading", name="Nothing left to label")).to_be_visible()
     assert Judgement.objects.filter(
         assignment_id=second["assignment"], annotator=annotator
     ).exists()
@@ -412,6 +411,9 @@ def test_done_for_today_stops_leasing_and_sums_up_the_session(
     expect(summary).to_be_visible()
     expect(page.locator("#labeller")).to_have_attribute("data-state", "summary")
     expect(page.locator("#workspace")).to_be_hidden()
+    assert page.evaluate(
+        "[...document.querySelectorAll('#labeller video')].every((v) => v.paused && !v.src)"
+    ), "the clips are put away"
 
     def fact(key: str) -> str:
         return page.locator(f'[data-summary="{key}"]').inner_text()
