@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from feedback import selectors, services
-from feedback.models import Assignment, Campaign, Judgement, PolicyVersion, Segment, Trajectory
+from feedback.models import Assignment, Campaign, Judgement, Pair, PolicyVersion, Segment, Trajectory
 from feedback.roles import CanLabel, HasAnyRole, IsPrefLabAdmin, can_research, user_roles
 from feedback.services.annotation import AnnotationError, to_screen
 from feedback.storage import TrajectoryFormatError, read_npz
@@ -217,7 +217,9 @@ class CampaignNextApi(APIView):
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = selectors.assignment_with_segments(assignment_id=assignment.pk)
+        if not Assignment.pair.is_cached(assignment) or not Pair.segment_a.is_cached(assignment.pair):
+            # A resumed lease: its pair's segments are not loaded yet.
+            assignment = selectors.assignment_with_segments(assignment_id=assignment.pk)
         return Response(lease_payload(assignment, request))
 
 

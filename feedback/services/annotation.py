@@ -240,8 +240,8 @@ def assignment_lease_next(
                     Pair.objects.filter(campaign=campaign, is_open=True)
                     .exclude(Exists(mine))
                     .order_by("-priority", "id")
+                    .select_related("segment_a", "segment_b")
                     .select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
-                    .only("id", "slots_taken", "is_open", "segment_a_id", "segment_b_id", "campaign_id")
                     [:LEASE_BATCH]
                 )
                 for pair in batch:
@@ -292,7 +292,13 @@ def judgement_record(
         if assignment.annotator_id != annotator.pk:
             raise NotYourAssignment("This assignment was leased to another annotator.")
         canonical = to_canonical(answer, left_is_a=assignment.left_is_a)
-        existing = Judgement.objects.filter(assignment=assignment).first()
+        # A judgement and its assignment's completed_at are written in one transaction, so
+        # an open assignment has no judgement: the first submit skips the lookup.
+        existing = (
+            Judgement.objects.filter(assignment=assignment).first()
+            if assignment.completed_at is not None
+            else None
+        )
         if existing is not None:
             same = all(getattr(existing, field) == value for field, value in canonical.items())
             if same:
