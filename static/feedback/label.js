@@ -253,6 +253,7 @@ function showStep(pair, k) {
   root.dataset.step = String(k);
   els.scrub.value = String(k);
   els.stepReadout.textContent = `step ${k + 1} / ${pair.steps}`;
+  els.scrub.setAttribute("aria-valuetext", `step ${k + 1} of ${pair.steps}`);
   for (const [side, video] of [["left", pair.left], ["right", pair.right]]) {
     const el = els.timelines[side];
     const shown = pair.stepOf(video, k);

@@ -411,6 +411,7 @@ def test_done_for_today_stops_leasing_and_sums_up_the_session(
     expect(summary).to_be_visible()
     expect(page.locator("#labeller")).to_have_attribute("data-state", "summary")
     expect(page.locator("#workspace")).to_be_hidden()
+    expect(page.get_by_role("button", name="Done for today")).to_be_hidden()
     assert page.evaluate(
         "[...document.querySelectorAll('#labeller video')].every((v) => v.paused && !v.src)"
     ), "the clips are put away"
@@ -442,3 +443,4 @@ def test_done_for_today_stops_leasing_and_sums_up_the_session(
     again = wait_settled(page)
     assert again["assignment"] in held
     expect(summary).to_be_hidden()
+    expect(page.get_by_role("button", name="Done for today")).to_be_visible()
