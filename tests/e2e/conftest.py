@@ -164,6 +164,13 @@ def _daphne(
         ("file:", ":memory:")
     ):
         pytest.fail("the ASGI server needs the test database in a file")
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        pytest.fail(
+            "The WebSocket browser tests need Redis at 127.0.0.1:6379 (their channel layer): "
+            "apt-get install -y redis-server, or start it."
+        )
     workdir = tmp_path_factory.mktemp("asgi")
     media_root = workdir / "media"
     media_root.mkdir()
