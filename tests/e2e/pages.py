@@ -11,7 +11,7 @@ import numpy as np
 from playwright.sync_api import Page
 
 from feedback import services
-from feedback.models import Campaign, Pair, PolicyVersion, Trajectory
+from feedback.models import Campaign, PolicyVersion, Trajectory
 from feedback.storage import TrajectoryArrays
 from tests.conftest import random_frames
 
@@ -125,7 +125,7 @@ def make_clip_campaign(
         )
         segments.append(segment)
     campaign = services.campaign_create(name=name, env=env, segment_length=max(lengths))
-    Pair.objects.create(campaign=campaign, segment_a=segments[0], segment_b=segments[1])
+    services.pairs_add(campaign=campaign, segment_pairs=[(segments[0].pk, segments[1].pk)])
     return campaign
 
 
