@@ -206,13 +206,15 @@ class CampaignNextApi(APIView):
     def post(self, request: Request, campaign_id: int) -> Response:
         data = _validated(self.NextInputSerializer, request)
         try:
-            campaign = Campaign.objects.get(pk=campaign_id)
+            campaign = selectors.campaign_for_labelling(campaign_id=campaign_id, user=request.user)
         except Campaign.DoesNotExist:
             raise exceptions.NotFound(f"No campaign with id {campaign_id}.") from None
         try:
             assignment = services.assignment_lease_next(
                 campaign=campaign, annotator=request.user, exclude_ids=data["exclude"]
             )
+        except services.NotInvited as exc:
+            raise exceptions.PermissionDenied(str(exc)) from None
         except services.CampaignClosed as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         if assignment is None:

@@ -24,12 +24,16 @@ def campaign_group(campaign_id: int) -> str:
 
 def campaign_progress(campaign_id: int) -> dict[str, Any]:
     """Counts from the campaign row's counters: one indexed read, whatever the campaign's size."""
-    row = Campaign.objects.filter(pk=campaign_id).values("pair_count", "label_count", "overlap").first()
-    row = row or {"pair_count": 0, "label_count": 0, "overlap": 1}
+    row = (
+        Campaign.objects.filter(pk=campaign_id)
+        .values("pair_count", "label_count", "overlap", "extra_slots")
+        .first()
+    )
+    row = row or {"pair_count": 0, "label_count": 0, "overlap": 1, "extra_slots": 0}
     return {
         "campaign_id": campaign_id,
         "pair_count": row["pair_count"],
-        "labels_wanted": row["pair_count"] * row["overlap"],
+        "labels_wanted": row["pair_count"] * row["overlap"] + row["extra_slots"],
         "label_count": row["label_count"],
     }
 

@@ -154,12 +154,32 @@ class Campaign(models.Model):
     instructions = models.TextField(blank=True)
     segment_length = models.PositiveIntegerField(default=50)
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Labels wanted per pair.")
+    adaptive_overlap = models.BooleanField(
+        default=False,
+        help_text="Ask one more annotator (up to max_overlap) whenever a pair's labels disagree.",
+    )
+    max_overlap = models.PositiveSmallIntegerField(default=3)
+    gold_rate = models.FloatField(
+        default=0.0, help_text="Share of leases that serve a gold pair (known answer), 0–1."
+    )
+    min_answer_ms = models.PositiveIntegerField(
+        default=1500, help_text="Answers faster than this are flagged as implausibly quick."
+    )
     lease_seconds = models.PositiveIntegerField(default=600)
+    allowed_groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="+",
+        help_text="Who may label: members of these groups (empty with no invitations: every annotator).",
+    )
+    invited = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="invited_campaigns",
+        help_text="Who may label: these people, whatever their groups.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     # Kept by the services in the same transaction as the rows they count, so live progress
     # costs one row read instead of a count over every judgement.
     pair_count = models.PositiveIntegerField(default=0, editable=False)
     label_count = models.PositiveIntegerField(default=0, editable=False)
+    extra_slots = models.PositiveIntegerField(default=0, editable=False)  # added by adaptive overlap
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -171,6 +191,12 @@ class Campaign(models.Model):
             models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_positive"),
             models.CheckConstraint(condition=Q(lease_seconds__gte=5), name="campaign_lease_min"),
             models.CheckConstraint(condition=Q(segment_length__gte=1), name="campaign_seglen_min"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="campaign_gold_rate_unit_interval"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_overlap__gte=F("overlap")), name="campaign_max_overlap_at_least_overlap"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -181,7 +207,7 @@ class Pair(models.Model):
     """A query: two segments of one campaign, A and B in a fixed canonical order.
 
     ``slots_taken`` counts the assignments that hold a slot (answered, or leased and not
-    yet reclaimed); ``is_open`` is ``slots_taken < campaign.overlap``. Both are kept by the
+    yet reclaimed); ``is_open`` is ``slots_taken < slot_limit``. Both are kept by the
     annotation services under the pair's row lock, so finding the next pair is an index
     range scan on the open pairs instead of a count over every assignment.
     """
@@ -193,7 +219,12 @@ class Pair(models.Model):
     selector = models.CharField(max_length=50, default="random")
     model_version = models.CharField(max_length=100, blank=True)
     slots_taken = models.PositiveSmallIntegerField(default=0)
+    slot_limit = models.PositiveSmallIntegerField(
+        default=1, help_text="Labels wanted for this pair: the campaign's overlap, raised by adaptive overlap."
+    )
     is_open = models.BooleanField(default=True)
+    is_gold = models.BooleanField(default=False, help_text="Known answer, mixed in for quality control.")
+    gold_preference = models.CharField(max_length=1, blank=True, choices=[("a", "A"), ("b", "B")])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -209,6 +240,10 @@ class Pair(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["campaign", "segment_a", "segment_b"], name="pair_unique_per_campaign"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_gold=False, gold_preference="") | Q(is_gold=True, gold_preference__in=["a", "b"]),
+                name="pair_gold_has_answer",
             ),
         ]
 
@@ -304,3 +339,24 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"judgement {self.pk} on pair {self.pair_id}: {self.preference}"
+
+
+class AnnotatorExclusion(models.Model):
+    """A researcher's decision to leave an annotator's labels out of a campaign's training
+    data, exports and agreement statistics. The labels themselves are kept."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="exclusions")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    reason = models.TextField(blank=True)
+    excluded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "annotator"], name="exclusion_once_per_campaign"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} excluded from {self.campaign_id}"

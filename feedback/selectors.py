@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from feedback.models import Assignment, Campaign, Judgement, Pair, Segment, Trajectory
@@ -29,14 +29,26 @@ def campaigns_with_progress(*, user: Any) -> QuerySet[Campaign]:
     """
     qs = Campaign.objects.select_related("env")
     if not (can_research(user) or is_admin(user)):
-        qs = qs.filter(status=Campaign.Status.ACTIVE)
+        qs = qs.filter(status=Campaign.Status.ACTIVE).filter(campaign_open_to(user))
     # pair_count and label_count are counters on the row, kept by the services.
     return qs.annotate(
         my_label_count=_count_subquery(
             Judgement.objects.filter(pair__campaign=OuterRef("pk"), annotator=user), "pair__campaign"
         ),
-        labels_wanted=F("pair_count") * F("overlap"),
+        labels_wanted=F("pair_count") * F("overlap") + F("extra_slots"),
     )
+
+
+def campaign_open_to(user: Any) -> Exists:
+    """Campaigns whose who-may-label rule admits ``user`` (groups, invitations)."""
+    from feedback.services.annotation import may_label_q
+
+    return Exists(Campaign.objects.filter(may_label_q(user), pk=OuterRef("pk")))
+
+
+def campaign_for_labelling(*, campaign_id: int, user: Any) -> Campaign:
+    """The campaign with ``may_label`` computed in the same query (no extra round trip)."""
+    return Campaign.objects.annotate(may_label=campaign_open_to(user)).get(pk=campaign_id)
 
 
 def campaign_get_for_user(*, campaign_id: int, user: Any) -> Campaign:

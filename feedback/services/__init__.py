@@ -4,12 +4,20 @@ from feedback.services.annotation import (
     AssignmentGone,
     CampaignClosed,
     JudgementConflict,
+    NotInvited,
     JudgementInput,
     NotYourAssignment,
     assignment_lease_next,
     judgement_record,
 )
-from feedback.services.campaigns import NotEnoughSegments, campaign_create, pairs_add, pairs_create_random
+from feedback.services.campaigns import (
+    NotEnoughSegments,
+    annotator_exclusion_set,
+    campaign_create,
+    pairs_add,
+    pairs_create_gold,
+    pairs_create_random,
+)
 from feedback.services.trajectories import (
     environment_get_or_create,
     policy_get_or_create,
@@ -25,6 +33,9 @@ __all__ = [
     "JudgementInput",
     "NotYourAssignment",
     "NotEnoughSegments",
+    "NotInvited",
+    "annotator_exclusion_set",
+    "pairs_create_gold",
     "CampaignClosed",
     "assignment_lease_next",
     "campaign_create",

@@ -2,7 +2,8 @@
 
 Concurrency contract (tested against PostgreSQL with many clients at once):
 
-- a pair is never leased to more annotators at once than its campaign's overlap;
+- a pair is never leased to more annotators at once than its slot limit (the campaign's
+  overlap, raised one at a time by adaptive overlap when labels disagree);
 - a pair is never leased twice to the same annotator (database constraint);
 - a judgement is recorded once per (pair, annotator) (database constraint); resubmitting
   the same answer returns the stored one, a different answer is a conflict.
@@ -38,6 +39,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from feedback.broadcast import campaign_event_send
+from feedback.roles import can_label, is_admin
 from feedback.models import Assignment, Campaign, Judgement, Pair
 
 MAX_LEASE_ATTEMPTS = 8
@@ -64,6 +66,10 @@ class JudgementConflict(AnnotationError):
 
 
 class CampaignClosed(AnnotationError):
+    pass
+
+
+class NotInvited(AnnotationError):
     pass
 
 
@@ -131,16 +137,20 @@ def to_screen(judgement: Judgement) -> dict[str, Any]:
     }
 
 
-def _take_slot(pair: Pair, *, overlap: int) -> None:
+def _take_slot(pair: Pair) -> None:
     """Count one more holder on ``pair``; the caller holds the pair's row lock."""
     pair.slots_taken += 1
-    pair.is_open = pair.slots_taken < overlap
+    pair.is_open = pair.slots_taken < pair.slot_limit
     Pair.objects.filter(pk=pair.pk).update(slots_taken=pair.slots_taken, is_open=pair.is_open)
 
 
 def _locked_pair(pair_id: int) -> Pair:
     """The pair's current row, locked until the transaction ends (SQLite: already serialised)."""
-    return Pair.objects.select_for_update(no_key=True).only("id", "slots_taken", "is_open").get(pk=pair_id)
+    return (
+        Pair.objects.select_for_update(no_key=True)
+        .only("id", "slots_taken", "slot_limit", "is_open", "is_gold")
+        .get(pk=pair_id)
+    )
 
 
 def _renew(assignment: Assignment, *, campaign: Campaign, now: datetime) -> Assignment:
@@ -172,7 +182,7 @@ def _resume_open_lease(
             return _renew(assignment, campaign=campaign, now=now)
         pair = _locked_pair(assignment.pair_id)
         if pair.is_open:
-            _take_slot(pair, overlap=campaign.overlap)
+            _take_slot(pair)
             assignment.holds_slot = True
             return _renew(assignment, campaign=campaign, now=now)
     return None
@@ -201,6 +211,47 @@ def _reclaim_lapsed(*, campaign: Campaign, now: datetime) -> int:
     return len(rows)
 
 
+def _lock_candidates(*, campaign: Campaign, annotator: Any, gold: bool, skip_locked: bool) -> list[Pair]:
+    """Lock up to LEASE_BATCH open pairs the annotator never had, highest priority first.
+
+    FOR UPDATE returns each row's newest committed version and re-checks is_open on it, so
+    the counters read here are current.
+    """
+    mine = Assignment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
+    return list(
+        Pair.objects.filter(campaign=campaign, is_open=True, is_gold=gold)
+        .exclude(Exists(mine))
+        .order_by("-priority", "id")
+        .select_related("segment_a", "segment_b")
+        .select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))[:LEASE_BATCH]
+    )
+
+
+def campaign_may_label(campaign: Campaign, user: Any) -> bool:
+    """Whether ``user`` may label ``campaign``: admins always; annotators when the campaign
+    names no groups and invites nobody, or when they are invited or in a named group.
+
+    Uses a ``may_label`` annotation when the caller's query computed one (no extra query).
+    """
+    if is_admin(user):
+        return True
+    if not can_label(user):
+        return False
+    precomputed = getattr(campaign, "may_label", None)
+    if precomputed is not None:
+        return bool(precomputed)
+    return Campaign.objects.filter(may_label_q(user), pk=campaign.pk).exists()
+
+
+def may_label_q(user: Any) -> Q:
+    """Campaigns open to ``user`` by the who-may-label rule (roles checked separately)."""
+    return (
+        Q(allowed_groups__isnull=True, invited__isnull=True)
+        | Q(invited=user)
+        | Q(allowed_groups__in=user.groups.all())
+    )
+
+
 def assignment_lease_next(
     *,
     campaign: Campaign,
@@ -219,7 +270,13 @@ def assignment_lease_next(
     """
     if campaign.status != Campaign.Status.ACTIVE:
         raise CampaignClosed(f"Campaign '{campaign.name}' is {campaign.status}; no pairs are handed out.")
+    if not campaign_may_label(campaign, annotator):
+        raise NotInvited(
+            f"Campaign '{campaign.name}' is open only to invited annotators and chosen groups; "
+            "ask its admin for an invitation."
+        )
     rng = rng or random.SystemRandom()
+    want_gold = campaign.gold_rate > 0 and rng.random() < campaign.gold_rate
     exclude_ids = list(exclude_ids)
     skip_locked = connection.features.has_select_for_update_skip_locked
     for _ in range(MAX_LEASE_ATTEMPTS):
@@ -233,28 +290,25 @@ def assignment_lease_next(
                 if resumed is not None:
                     return resumed
                 _reclaim_lapsed(campaign=campaign, now=moment)
-                mine = Assignment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
-                # FOR UPDATE returns each row's newest committed version and re-checks
-                # is_open on it, so the counters read here are current.
-                batch = list(
-                    Pair.objects.filter(campaign=campaign, is_open=True)
-                    .exclude(Exists(mine))
-                    .order_by("-priority", "id")
-                    .select_related("segment_a", "segment_b")
-                    .select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))
-                    [:LEASE_BATCH]
-                )
-                for pair in batch:
-                    if pair.slots_taken >= campaign.overlap:  # only after a concurrent overlap change
-                        continue
-                    _take_slot(pair, overlap=campaign.overlap)
-                    return Assignment.objects.create(
-                        pair=pair,
-                        annotator=annotator,
-                        left_is_a=rng.random() < 0.5,
-                        leased_at=moment,
-                        expires_at=moment + timedelta(seconds=campaign.lease_seconds),
+                # Gold pairs are mixed in at the campaign's gold rate and look like any
+                # other pair; when none is left for this annotator, a normal pair is served.
+                # Only normal pairs decide "nothing left".
+                kinds = [True, False] if want_gold else [False]
+                for gold in kinds:
+                    batch = _lock_candidates(
+                        campaign=campaign, annotator=annotator, gold=gold, skip_locked=skip_locked
                     )
+                    for pair in batch:
+                        if pair.slots_taken >= pair.slot_limit:  # only after a concurrent limit change
+                            continue
+                        _take_slot(pair)
+                        return Assignment.objects.create(
+                            pair=pair,
+                            annotator=annotator,
+                            left_is_a=rng.random() < 0.5,
+                            leased_at=moment,
+                            expires_at=moment + timedelta(seconds=campaign.lease_seconds),
+                        )
         except IntegrityError:
             # The same annotator leased this pair from a parallel request; try again.
             continue
@@ -265,6 +319,24 @@ def assignment_lease_next(
         # Pairs locked by leases in flight were skipped; wait for them before saying "none".
         skip_locked = False
     return None
+
+
+def _widen_if_disagreeing(*, pair_id: int, campaign: Campaign) -> int:
+    """Adaptive overlap: when every wanted label is in and they disagree, want one more
+    (up to the campaign's max_overlap). Returns the number of slots added (0 or 1).
+
+    "Can't tell" votes count as answered but not as disagreement.
+    """
+    pair = _locked_pair(pair_id)
+    votes = list(Judgement.objects.filter(pair_id=pair_id).values_list("preference", flat=True))
+    if len(votes) < pair.slot_limit or pair.slot_limit >= campaign.max_overlap:
+        return 0
+    if len({vote for vote in votes if vote != Judgement.Preference.CANT_TELL}) <= 1:
+        return 0
+    pair.slot_limit += 1
+    pair.is_open = pair.slots_taken < pair.slot_limit
+    Pair.objects.filter(pk=pair_id).update(slot_limit=pair.slot_limit, is_open=pair.is_open)
+    return 1
 
 
 def judgement_record(
@@ -316,7 +388,7 @@ def judgement_record(
                     "Your lease on this pair expired and the pair was handed to someone else; "
                     "ask for the next pair."
                 )
-            _take_slot(pair, overlap=assignment.pair.campaign.overlap)
+            _take_slot(pair)
             assignment.holds_slot = True
         judgement = Judgement.objects.create(
             pair_id=assignment.pair_id,
@@ -329,8 +401,17 @@ def judgement_record(
         )
         assignment.completed_at = now
         assignment.save(update_fields=["completed_at", "holds_slot"])
-        campaign_id = assignment.pair.campaign_id
-        # Last statement before commit: the campaign row's lock is held only for the commit.
-        Campaign.objects.filter(pk=campaign_id).update(label_count=F("label_count") + 1)
+        campaign = assignment.pair.campaign
+        campaign_id = campaign.pk
+        extra = 0
+        if campaign.adaptive_overlap and not assignment.pair.is_gold:
+            extra = _widen_if_disagreeing(pair_id=assignment.pair_id, campaign=campaign)
+        if not assignment.pair.is_gold or extra:
+            # Last statement before commit: the campaign row's lock is held only for the
+            # commit. Gold pairs are quality control, not campaign progress.
+            Campaign.objects.filter(pk=campaign_id).update(
+                label_count=F("label_count") + (0 if assignment.pair.is_gold else 1),
+                extra_slots=F("extra_slots") + extra,
+            )
         transaction.on_commit(lambda: campaign_event_send(campaign_id=campaign_id, event="progress"))
     return judgement, True

@@ -26,12 +26,20 @@ def campaign_create(
     lease_seconds: int = 600,
     instructions: str = "",
     created_by: Any = None,
+    adaptive_overlap: bool = False,
+    max_overlap: int | None = None,
+    gold_rate: float = 0.0,
+    min_answer_ms: int = 1500,
 ) -> Campaign:
     return Campaign.objects.create(
         name=name,
         env=env,
         segment_length=segment_length,
         overlap=overlap,
+        adaptive_overlap=adaptive_overlap,
+        max_overlap=max(overlap, max_overlap if max_overlap is not None else 3),
+        gold_rate=gold_rate,
+        min_answer_ms=min_answer_ms,
         lease_seconds=lease_seconds,
         instructions=instructions,
         created_by=created_by,
@@ -101,7 +109,7 @@ def pairs_add(
         pairs = Pair.objects.bulk_create(
             (
                 Pair(campaign=campaign, segment_a_id=a, segment_b_id=b, priority=priority,
-                     selector=selector, model_version=model_version)
+                     selector=selector, model_version=model_version, slot_limit=campaign.overlap)
                 for a, b in segment_pairs
             ),
             batch_size=2000,
@@ -113,3 +121,74 @@ def pairs_add(
                 lambda: campaign_event_send(campaign_id=campaign_id, event="pairs_added", extra={"added": added})
             )
     return pairs
+
+
+# Every annotator may answer each gold pair once: the limit is just "no limit".
+GOLD_SLOT_LIMIT = 32_000
+
+
+def pairs_create_gold(
+    *, campaign: Campaign, count: int, min_gap: float | None = None, seed: int | None = None
+) -> list[Pair]:
+    """Queue up to ``count`` gold pairs: ready segments whose true returns differ by at least
+    ``min_gap`` (default: the spread between the pool's 25th and 75th percentile returns),
+    answered by the true return. Gold pairs are served at the campaign's gold rate, look
+    like any other pair, and never count towards campaign progress.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    rows = list(
+        eligible_segments(campaign).filter(true_return__isnull=False).values_list("id", "true_return")
+    )
+    if len(rows) < 2:
+        raise NotEnoughSegments(
+            f"Campaign '{campaign.name}' has {len(rows)} ready segment(s) with true rewards; gold pairs "
+            "need environments that report rewards."
+        )
+    returns = sorted(r for _, r in rows)
+    if min_gap is None:
+        q1, q3 = returns[len(returns) // 4], returns[(3 * len(returns)) // 4]
+        min_gap = max(q3 - q1, 1e-9)
+    rng = random.Random(seed)
+    existing = set(campaign.pairs.values_list("segment_a_id", "segment_b_id"))
+    candidates = [
+        (a, b, ra, rb)
+        for i, (a, ra) in enumerate(rows)
+        for (b, rb) in rows[i + 1:]
+        if abs(ra - rb) >= min_gap and (min(a, b), max(a, b)) not in existing
+    ]
+    rng.shuffle(candidates)
+    chosen = candidates[:count]
+    if not chosen:
+        raise NotEnoughSegments(
+            f"No pair of ready segments in '{campaign.name}' differs by {min_gap:.3g} in true return."
+        )
+    with transaction.atomic():
+        return Pair.objects.bulk_create(
+            Pair(
+                campaign=campaign,
+                segment_a_id=min(a, b),
+                segment_b_id=max(a, b),
+                selector="gold",
+                is_gold=True,
+                gold_preference=("a" if (ra > rb) == (a < b) else "b"),
+                slot_limit=GOLD_SLOT_LIMIT,
+            )
+            for a, b, ra, rb in chosen
+        )
+
+
+def annotator_exclusion_set(
+    *, campaign: Campaign, annotator: Any, excluded: bool, by: Any = None, reason: str = ""
+) -> bool:
+    """Exclude (or re-include) an annotator's labels from a campaign's training data, exports
+    and agreement statistics; the labels themselves are kept. Returns the new state."""
+    from feedback.models import AnnotatorExclusion
+
+    if excluded:
+        AnnotatorExclusion.objects.update_or_create(
+            campaign=campaign, annotator=annotator, defaults={"reason": reason, "excluded_by": by}
+        )
+    else:
+        AnnotatorExclusion.objects.filter(campaign=campaign, annotator=annotator).delete()
+    return excluded
