@@ -13,6 +13,14 @@ urlpatterns = [
         apis.JudgementApi.as_view(),
         name="api-judgement",
     ),
+    path("campaigns/<int:campaign_id>/stats/", apis.CampaignStatsApi.as_view(), name="api-campaign-stats"),
+    path("campaigns/<int:campaign_id>/pairs/", apis.CampaignPairsApi.as_view(), name="api-campaign-pairs"),
+    path(
+        "campaigns/<int:campaign_id>/exclusions/",
+        apis.CampaignExclusionApi.as_view(),
+        name="api-campaign-exclusions",
+    ),
+    path("pairs/<int:pair_id>/", apis.PairDetailApi.as_view(), name="api-pair"),
     path("trajectories/", apis.TrajectoryCreateApi.as_view(), name="api-trajectories"),
     path("trajectories/<int:trajectory_id>/", apis.TrajectoryDetailApi.as_view(), name="api-trajectory"),
 ]

@@ -181,6 +181,8 @@ def test_schema_documents_every_v1_endpoint(api_client_for: Callable[..., Any], 
         "/api/v1/auth/token/", "/api/v1/me/", "/api/v1/campaigns/", "/api/v1/campaigns/{campaign_id}/",
         "/api/v1/campaigns/{campaign_id}/next/", "/api/v1/assignments/{assignment_id}/judgement/",
         "/api/v1/trajectories/", "/api/v1/trajectories/{trajectory_id}/",
+        "/api/v1/campaigns/{campaign_id}/stats/", "/api/v1/campaigns/{campaign_id}/pairs/",
+        "/api/v1/campaigns/{campaign_id}/exclusions/", "/api/v1/pairs/{pair_id}/",
     }
     judgement = schema["paths"]["/api/v1/assignments/{assignment_id}/judgement/"]["post"]
     assert {"200", "201", "400", "403", "404", "409", "410"} <= set(judgement["responses"])
