@@ -21,6 +21,12 @@ urlpatterns = [
         name="api-campaign-exclusions",
     ),
     path("pairs/<int:pair_id>/", apis.PairDetailApi.as_view(), name="api-pair"),
+    path("campaigns/<int:campaign_id>/practice/", apis.PracticeListApi.as_view(), name="api-practice"),
+    path(
+        "campaigns/<int:campaign_id>/practice/<int:pair_id>/",
+        apis.PracticeCheckApi.as_view(),
+        name="api-practice-check",
+    ),
     path("trajectories/", apis.TrajectoryCreateApi.as_view(), name="api-trajectories"),
     path("trajectories/<int:trajectory_id>/", apis.TrajectoryDetailApi.as_view(), name="api-trajectory"),
 ]

@@ -162,6 +162,10 @@ class Campaign(models.Model):
     gold_rate = models.FloatField(
         default=0.0, help_text="Share of leases that serve a gold pair (known answer), 0–1."
     )
+    repeat_rate = models.FloatField(
+        default=0.0,
+        help_text="Share of leases that re-show one of your earlier pairs mirrored (self-consistency), 0–1.",
+    )
     min_answer_ms = models.PositiveIntegerField(
         default=1500, help_text="Answers faster than this are flagged as implausibly quick."
     )
@@ -195,6 +199,9 @@ class Campaign(models.Model):
                 condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="campaign_gold_rate_unit_interval"
             ),
             models.CheckConstraint(
+                condition=Q(repeat_rate__gte=0, repeat_rate__lte=1), name="campaign_repeat_rate_unit_interval"
+            ),
+            models.CheckConstraint(
                 condition=Q(max_overlap__gte=F("overlap")), name="campaign_max_overlap_at_least_overlap"
             ),
         ]
@@ -225,6 +232,13 @@ class Pair(models.Model):
     is_open = models.BooleanField(default=True)
     is_gold = models.BooleanField(default=False, help_text="Known answer, mixed in for quality control.")
     gold_preference = models.CharField(max_length=1, blank=True, choices=[("a", "A"), ("b", "B")])
+    is_practice = models.BooleanField(
+        default=False, help_text="A gold pair kept for the practice round: never leased, answer revealed."
+    )
+    repeat_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats",
+        help_text="A private re-showing of this pair, mirrored, to measure self-consistency.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -239,7 +253,12 @@ class Pair(models.Model):
                 condition=~Q(segment_a=F("segment_b")), name="pair_distinct_segments"
             ),
             models.UniqueConstraint(
-                fields=["campaign", "segment_a", "segment_b"], name="pair_unique_per_campaign"
+                fields=["campaign", "segment_a", "segment_b"],
+                condition=Q(repeat_of__isnull=True),
+                name="pair_unique_per_campaign",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_practice=False) | Q(is_gold=True), name="pair_practice_is_gold"
             ),
             models.CheckConstraint(
                 condition=Q(is_gold=False, gold_preference="") | Q(is_gold=True, gold_preference__in=["a", "b"]),

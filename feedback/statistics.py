@@ -32,6 +32,8 @@ POSITION_BIAS_Z = 3.0
 MIN_DECISIVE_FOR_BIAS = 10
 LOW_AGREEMENT = 0.6
 MIN_SHARED_FOR_AGREEMENT = 10
+LOW_CONSISTENCY = 0.7
+MIN_REPEATS_FOR_FLAG = 5
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Vote:
     segment_b_id: int
     is_gold: bool
     gold_preference: str
+    repeat_of_id: int | None
 
 
 def campaign_votes(campaign: Campaign) -> list[Vote]:
@@ -57,6 +60,7 @@ def campaign_votes(campaign: Campaign) -> list[Vote]:
         "pair_id", "annotator_id", "annotator__username", "preference", "desirability_a",
         "desirability_b", "elapsed_ms", "left_is_a", "is_simulated", "created_at",
         "pair__segment_a_id", "pair__segment_b_id", "pair__is_gold", "pair__gold_preference",
+        "pair__repeat_of_id",
     )
     return [Vote(*row) for row in rows.order_by("created_at", "id")]
 
@@ -81,7 +85,7 @@ def _annotator_row(
     # Leave-one-out majority: compare with the other (included) annotators of each pair.
     shared = agreed = 0
     for v in votes:
-        if v.is_gold or v.preference == "cant_tell":
+        if v.is_gold or v.repeat_of_id is not None or v.preference == "cant_tell":
             continue
         others = [o.preference for o in by_pair[v.pair_id] if o.annotator_id != annotator_id
                   and o.annotator_id not in excluded]
@@ -92,6 +96,11 @@ def _annotator_row(
     agreement = agreed / shared if shared else None
     span_h = (votes[-1].created_at - votes[0].created_at).total_seconds() / 3600 if votes else 0.0
     gold_accuracy = gold_correct / len(gold) if gold else None
+    # Self-consistency: a repeat (shown mirrored) against the same person's first answer.
+    first_answer = {v.pair_id: v.preference for v in votes if v.repeat_of_id is None}
+    repeats = [(v.preference, first_answer.get(v.repeat_of_id)) for v in votes if v.repeat_of_id is not None]
+    repeats = [(again, first) for again, first in repeats if first is not None]
+    consistency = sum(again == first for again, first in repeats) / len(repeats) if repeats else None
     # Noise estimate: the B-Pref "mistake" rate ε as seen by quality control — the error on
     # gold pairs when there are enough, else disagreement with the others' majority.
     if len(gold) >= MIN_GOLD_FOR_FLAG:
@@ -109,6 +118,8 @@ def _annotator_row(
         flags.append("position_bias")
     if shared >= MIN_SHARED_FOR_AGREEMENT and agreement is not None and agreement < LOW_AGREEMENT:
         flags.append("low_agreement")
+    if len(repeats) >= MIN_REPEATS_FOR_FLAG and consistency is not None and consistency < LOW_CONSISTENCY:
+        flags.append("inconsistent")
     return {
         "id": annotator_id,
         "username": votes[0].username,
@@ -123,6 +134,8 @@ def _annotator_row(
         "gold_accuracy": gold_accuracy,
         "left_rate": bias.left_rate,
         "agreement_with_majority": agreement,
+        "repeats_answered": len(repeats),
+        "self_consistency": consistency,
         "noise_estimate": noise,
         "excluded": annotator_id in excluded,
         "flags": flags,
@@ -133,7 +146,8 @@ def campaign_statistics(campaign: Campaign) -> dict[str, Any]:
     """Everything the researcher dashboard shows, as plain JSON-able values."""
     votes = campaign_votes(campaign)
     excluded = set(AnnotatorExclusion.objects.filter(campaign=campaign).values_list("annotator_id", flat=True))
-    included = [v for v in votes if v.annotator_id not in excluded]
+    # Campaign-level statistics use each person's first answer only: repeats are theirs alone.
+    included = [v for v in votes if v.annotator_id not in excluded and v.repeat_of_id is None]
 
     by_pair: dict[int, list[Vote]] = defaultdict(list)
     by_annotator: dict[int, list[Vote]] = defaultdict(list)
@@ -157,6 +171,8 @@ def campaign_statistics(campaign: Campaign) -> dict[str, Any]:
 
     majority_prefs = []
     for pair_id, pair_votes in by_pair.items():
+        if pair_votes[0].repeat_of_id is not None:
+            continue
         majority = _majority([v.preference for v in pair_votes if v.annotator_id not in excluded])
         if majority in ("a", "b"):
             majority_prefs.append((pair_votes[0].segment_a_id, pair_votes[0].segment_b_id, majority))

@@ -8,6 +8,7 @@ from feedback.services.annotation import (
     JudgementInput,
     NotYourAssignment,
     assignment_lease_next,
+    campaign_may_label,
     judgement_record,
 )
 from feedback.services.campaigns import (
@@ -38,6 +39,7 @@ __all__ = [
     "pairs_create_gold",
     "CampaignClosed",
     "assignment_lease_next",
+    "campaign_may_label",
     "campaign_create",
     "environment_get_or_create",
     "judgement_record",

@@ -227,6 +227,40 @@ def _lock_candidates(*, campaign: Campaign, annotator: Any, gold: bool, skip_loc
     )
 
 
+REPEAT_NOT_AMONG_LAST = 3  # never re-show one of the caller's last few answers
+
+
+def _lease_repeat(*, campaign: Campaign, annotator: Any, now: datetime, rng: random.Random) -> Assignment | None:
+    """Re-show one of the caller's earlier pairs, mirrored, as a private repeat pair.
+
+    The repeat is a new Pair (``repeat_of`` the original) leased only to this caller, with
+    left and right swapped relative to their first showing, so comparing the two answers
+    measures self-consistency and position bias at once. Repeats never count as progress.
+    """
+    answered = (
+        Judgement.objects.filter(
+            annotator=annotator, pair__campaign=campaign, pair__is_gold=False, pair__repeat_of__isnull=True
+        )
+        .exclude(Exists(Pair.objects.filter(repeat_of=OuterRef("pair"), assignments__annotator=annotator)))
+        .order_by("-created_at", "-id")
+        .values_list("pair_id", "left_is_a")[REPEAT_NOT_AMONG_LAST:REPEAT_NOT_AMONG_LAST + 50]
+    )
+    choices = list(answered)
+    if not choices:
+        return None
+    pair_id, first_left_is_a = rng.choice(choices)
+    original = Pair.objects.select_related("segment_a", "segment_b").get(pk=pair_id)
+    repeat = Pair.objects.create(
+        campaign=campaign, segment_a=original.segment_a, segment_b=original.segment_b,
+        priority=original.priority, selector="repeat", repeat_of=original,
+        slot_limit=1, slots_taken=1, is_open=False,
+    )
+    return Assignment.objects.create(
+        pair=repeat, annotator=annotator, left_is_a=not first_left_is_a, leased_at=now,
+        expires_at=now + timedelta(seconds=campaign.lease_seconds),
+    )
+
+
 def campaign_may_label(campaign: Campaign, user: Any) -> bool:
     """Whether ``user`` may label ``campaign``: admins always; annotators when the campaign
     names no groups and invites nobody, or when they are invited or in a named group.
@@ -276,6 +310,7 @@ def assignment_lease_next(
             "ask its admin for an invitation."
         )
     rng = rng or random.SystemRandom()
+    want_repeat = campaign.repeat_rate > 0 and rng.random() < campaign.repeat_rate
     want_gold = campaign.gold_rate > 0 and rng.random() < campaign.gold_rate
     exclude_ids = list(exclude_ids)
     skip_locked = connection.features.has_select_for_update_skip_locked
@@ -290,6 +325,10 @@ def assignment_lease_next(
                 if resumed is not None:
                     return resumed
                 _reclaim_lapsed(campaign=campaign, now=moment)
+                if want_repeat:
+                    repeat = _lease_repeat(campaign=campaign, annotator=annotator, now=moment, rng=rng)
+                    if repeat is not None:
+                        return repeat
                 # Gold pairs are mixed in at the campaign's gold rate and look like any
                 # other pair; when none is left for this annotator, a normal pair is served.
                 # Only normal pairs decide "nothing left".
@@ -403,15 +442,15 @@ def judgement_record(
         assignment.save(update_fields=["completed_at", "holds_slot"])
         campaign = assignment.pair.campaign
         campaign_id = campaign.pk
+        # Gold and repeat pairs are quality control, not campaign progress.
+        progress = not assignment.pair.is_gold and assignment.pair.repeat_of_id is None
         extra = 0
-        if campaign.adaptive_overlap and not assignment.pair.is_gold:
+        if campaign.adaptive_overlap and progress:
             extra = _widen_if_disagreeing(pair_id=assignment.pair_id, campaign=campaign)
-        if not assignment.pair.is_gold or extra:
-            # Last statement before commit: the campaign row's lock is held only for the
-            # commit. Gold pairs are quality control, not campaign progress.
+        if progress:
+            # Last statement before commit: the campaign row's lock is held only for the commit.
             Campaign.objects.filter(pk=campaign_id).update(
-                label_count=F("label_count") + (0 if assignment.pair.is_gold else 1),
-                extra_slots=F("extra_slots") + extra,
+                label_count=F("label_count") + 1, extra_slots=F("extra_slots") + extra
             )
         transaction.on_commit(lambda: campaign_event_send(campaign_id=campaign_id, event="progress"))
     return judgement, True

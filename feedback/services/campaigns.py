@@ -128,12 +128,16 @@ GOLD_SLOT_LIMIT = 32_000
 
 
 def pairs_create_gold(
-    *, campaign: Campaign, count: int, min_gap: float | None = None, seed: int | None = None
+    *, campaign: Campaign, count: int, min_gap: float | None = None, seed: int | None = None,
+    practice: bool = False,
 ) -> list[Pair]:
     """Queue up to ``count`` gold pairs: ready segments whose true returns differ by at least
     ``min_gap`` (default: the spread between the pool's 25th and 75th percentile returns),
     answered by the true return. Gold pairs are served at the campaign's gold rate, look
     like any other pair, and never count towards campaign progress.
+
+    With ``practice``, the pairs are kept for the practice round instead: never leased
+    (created closed), their answers shown to annotators after they try.
     """
     if count < 1:
         raise ValueError("count must be at least 1")
@@ -150,7 +154,7 @@ def pairs_create_gold(
         q1, q3 = returns[len(returns) // 4], returns[(3 * len(returns)) // 4]
         min_gap = max(q3 - q1, 1e-9)
     rng = random.Random(seed)
-    existing = set(campaign.pairs.values_list("segment_a_id", "segment_b_id"))
+    existing = set(campaign.pairs.filter(repeat_of__isnull=True).values_list("segment_a_id", "segment_b_id"))
     candidates = [
         (a, b, ra, rb)
         for i, (a, ra) in enumerate(rows)
@@ -169,8 +173,10 @@ def pairs_create_gold(
                 campaign=campaign,
                 segment_a_id=min(a, b),
                 segment_b_id=max(a, b),
-                selector="gold",
+                selector="practice" if practice else "gold",
                 is_gold=True,
+                is_practice=practice,
+                is_open=not practice,
                 gold_preference=("a" if (ra > rb) == (a < b) else "b"),
                 slot_limit=GOLD_SLOT_LIMIT,
             )

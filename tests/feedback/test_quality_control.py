@@ -312,3 +312,67 @@ def test_excluding_an_annotator_removes_their_votes_from_agreement_and_can_be_un
     bad = client.post(url, {"annotator_id": 999999, "excluded": True}, format="json")
     assert bad.status_code == 404 and "999999" in bad.json()["detail"]
     assert client.post(url, {"excluded": "maybe"}, format="json").status_code == 400
+
+
+# --- repeats (self-consistency) and the practice round ----------------------------------------------
+
+
+def test_repeats_reshow_an_earlier_pair_mirrored_and_measure_self_consistency(
+    quick_campaign: Callable[..., Campaign], annotator: User,
+) -> None:
+    campaign = quick_campaign(n_trajectories=5, pairs=8)
+    first_answers = {vote(campaign, annotator, "a").pair_id for _ in range(5)}
+    Campaign.objects.filter(pk=campaign.pk).update(repeat_rate=1.0)
+    campaign.refresh_from_db()
+
+    assignment = services.assignment_lease_next(campaign=campaign, annotator=annotator)
+    repeat = assignment.pair
+    original = repeat.repeat_of
+    # One of the earlier pairs, but not among the last three answered, shown mirrored.
+    assert original is not None and original.pk in first_answers
+    assert (repeat.segment_a_id, repeat.segment_b_id) == (original.segment_a_id, original.segment_b_id)
+    first = original.assignments.get(annotator=annotator)
+    assert assignment.left_is_a == (not first.left_is_a)
+    recent = set(Judgement.objects.filter(annotator=annotator).order_by("-id").values_list("pair_id", flat=True)[:3])
+    assert original.pk not in recent
+
+    # Answer the repeat inconsistently ("b" after "a"): consistency 0 of 1.
+    screen = "right" if assignment.left_is_a else "left"
+    services.judgement_record(assignment_id=assignment.pk, annotator=annotator,
+                              answer=services.JudgementInput(preference=screen, left_desirability="unsure",
+                                                             right_desirability="unsure"))
+    campaign.refresh_from_db()
+    assert campaign.label_count == 5 and campaign.pair_count == 8  # repeats are not progress
+    row = campaign_statistics(campaign)["annotators"][0]
+    assert (row["repeats_answered"], row["self_consistency"]) == (1, 0.0)
+    # Campaign-level statistics use first answers only.
+    assert campaign_statistics(campaign)["label_distribution"]["b"] == 0
+
+
+def test_practice_round_shows_gold_pairs_and_checks_answers_without_storing_them(
+    quick_campaign: Callable[..., Campaign], annotator: User, api_client_for: Callable[..., Any],
+) -> None:
+    campaign = quick_campaign(n_trajectories=4, pairs=2)
+    practice = services.pairs_create_gold(campaign=campaign, count=2, practice=True, seed=1)
+    client = api_client_for(annotator)
+    items = client.get(f"/api/v1/campaigns/{campaign.pk}/practice/").json()["items"]
+    assert sorted(i["pair_id"] for i in items) == sorted(p.pk for p in practice)
+
+    item = items[0]
+    pair = Pair.objects.get(pk=item["pair_id"])
+    left_id = item["left"]["segment_id"]
+    better_id = pair.segment_a_id if pair.gold_preference == "a" else pair.segment_b_id
+    better = "left" if better_id == left_id else "right"
+    url = f"/api/v1/campaigns/{campaign.pk}/practice/{pair.pk}/"
+    ok = client.post(url, {"preference": better, "left_segment_id": left_id}, format="json").json()
+    assert ok["correct"] is True and ok["better"] == better
+    wrong = client.post(url, {"preference": "equal", "left_segment_id": left_id}, format="json").json()
+    assert wrong["correct"] is False and better in wrong["message"]
+    bad = client.post(url, {"preference": "left", "left_segment_id": 999999}, format="json")
+    assert bad.status_code == 400 and "999999" in bad.json()["detail"]
+    assert not Judgement.objects.exists()
+
+    # Practice pairs are never leased; the real pairs are.
+    leased = {vote(campaign, annotator, "a").pair_id for _ in range(2)}
+    assert leased.isdisjoint(p.pk for p in practice)
+    assert services.assignment_lease_next(campaign=campaign, annotator=annotator) is None
