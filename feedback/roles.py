@@ -32,6 +32,13 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
     return cached
 
 
+def set_cached_roles(user: Any, names: set[str]) -> None:
+    """Record roles already loaded with the user (see RoleAwareTokenAuthentication)."""
+    if user.is_superuser:
+        names = names | {ADMIN}
+    user._preflab_roles = frozenset(names & set(ROLES))
+
+
 def can_label(user: Any) -> bool:
     return bool(user_roles(user) & {ANNOTATOR, ADMIN})
 

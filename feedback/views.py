@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from rest_framework.authentication import TokenAuthentication
+from feedback.authentication import RoleAwareTokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from feedback import selectors
@@ -43,7 +43,7 @@ def clip(request: HttpRequest, segment_id: int) -> HttpResponse:
     user = request.user
     if not user.is_authenticated:
         try:
-            authenticated = TokenAuthentication().authenticate(request)  # type: ignore[arg-type]
+            authenticated = RoleAwareTokenAuthentication().authenticate(request)  # type: ignore[arg-type]
         except AuthenticationFailed as exc:
             return HttpResponse(str(exc.detail), status=401, content_type="text/plain")
         if authenticated is None:

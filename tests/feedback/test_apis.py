@@ -549,16 +549,16 @@ def test_bad_judgement_input_is_400_naming_the_problem_and_writes_nothing(
 
 # --- query counts ----------------------------------------------------------------------------------
 
-# Token + roles (2), campaign (1), savepoint, open leases, reclaim lapsed leases, open
-# candidates with their segments, take the slot, insert, release (7).
-NEXT_NEW_LEASE_QUERIES = 10
-# Token + roles, campaign, savepoint, open leases, renew, release, the lease with segments.
-NEXT_RESUMED_LEASE_QUERIES = 8
-# Token + roles, savepoint, lock the assignment (with its pair and campaign), insert
+# Token with roles (1), campaign with may-label (1), savepoint, open leases, reclaim lapsed
+# leases, open candidates with their segments, take the slot, insert, release (7).
+NEXT_NEW_LEASE_QUERIES = 9
+# Token with roles, campaign, savepoint, open leases, renew, release, the lease with segments.
+NEXT_RESUMED_LEASE_QUERIES = 7
+# Token with roles, savepoint, lock the assignment (with its pair and campaign), insert
 # judgement, complete assignment, campaign label counter, release. (No lookup of an
 # existing judgement while the assignment is open.)
-JUDGEMENT_QUERIES = 8
-JUDGEMENT_RESUBMIT_QUERIES = 6
+JUDGEMENT_QUERIES = 7
+JUDGEMENT_RESUBMIT_QUERIES = 5
 
 
 def test_next_and_judgement_run_a_fixed_number_of_queries(
