@@ -286,6 +286,12 @@ def main() -> None:
     setup_django(env)
     pairs_per_level = min(args.max_judgements + 100, 60000)
     campaigns, tokens = seed(levels, pairs_per_level)
+    # Bulk-loaded tables have no planner statistics yet; a live database has them from
+    # autovacuum. Without them PostgreSQL sorts every open pair instead of walking the queue index.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
 
     port = free_port()
     server = subprocess.Popen(
