@@ -253,6 +253,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes")
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections per worker")
+    parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn",
+                        help="uvicorn: ASGI, as in production; gunicorn: WSGI, for comparison")
     parser.add_argument("--max-judgements", type=int, default=20000)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
@@ -294,12 +296,14 @@ def main() -> None:
         cursor.execute("ANALYZE")
 
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(args.workers), "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
-         "--http", "httptools", "--lifespan", "off"],
-        cwd=ROOT, env={**os.environ, **env}, start_new_session=True,
-    )
+    if args.server == "uvicorn":
+        command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(args.workers), "--no-access-log", "--log-level",
+                   "warning", "--loop", "uvloop", "--http", "httptools", "--lifespan", "off"]
+    else:  # for comparison only: the same Django app as WSGI, no WebSocket
+        command = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}",
+                   "-w", str(args.workers), "--log-level", "warning"]
+    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
     results: list[LevelResult] = []
     try:
         wait_ready(port)
@@ -321,17 +325,18 @@ def main() -> None:
         server.wait(timeout=30)
 
     meta = {
-        "database": args.database, "workers": args.workers, "duration_s": args.duration,
+        "database": args.database, "server": args.server, "workers": args.workers, "duration_s": args.duration,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "server": "uvicorn (uvloop, httptools), PREFLAB_MODE=production, "
+        "serving": ("uvicorn (uvloop, httptools)" if args.server == "uvicorn" else "gunicorn sync (WSGI)")
+                   + ", PREFLAB_MODE=production, "
                   + (f"psycopg pool of {args.pool_size} per worker" if args.database == "postgres" else "SQLite WAL"),
     }
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"annotation_load_{args.database}.json").write_text(
+    (out / f"annotation_load_{args.database}_{args.server}.json").write_text(
         json.dumps({"meta": meta, "levels": [asdict(r) for r in results]}, indent=2)
     )
-    print(f"\n{args.database}, {args.workers} workers, {args.duration:.0f} s per level ({meta['machine']})\n")
+    print(f"\n{args.database}, {args.server}, {args.workers} workers, {args.duration:.0f} s per level ({meta['machine']})\n")
     print("| annotators | judgements/s | next p50/p95/p99 ms | judgement p50/p95/p99 ms | errors | exactly once | dup. leases |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
