@@ -1,4 +1,5 @@
-"""manage.py seed_demo --quick: users, real clips, campaigns with pairs; idempotent."""
+"""manage.py seed_demo --quick: users, real clips, campaigns with pairs, gold and practice
+pairs; idempotent."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.core.management import call_command
 
 from feedback.models import Campaign, EnvironmentSpec, Pair, PolicyVersion, Segment, Trajectory
 from learning import rollout_import
+from learning.management.commands.seed_demo import demo_envs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -79,7 +81,27 @@ def test_quick_demo_creates_logins_clips_and_pairs_once(monkeypatch: pytest.Monk
     assert (cartpole.segment_length, cheetah.segment_length) == (30, 50)
     assert "pole" in cartpole.instructions and "forward" in cheetah.instructions
     assert cartpole.created_by == admin
-    assert (cartpole.pairs.count(), cheetah.pairs.count()) == (6, 3)
+    ordinary = Pair.objects.filter(is_gold=False, repeat_of__isnull=True)
+    counts = [ordinary.filter(campaign=campaign).count() for campaign in (cartpole, cheetah)]
+    assert counts == [6, 3]
+    assert (cartpole.pair_count, cheetah.pair_count) == (6, 3)  # gold never counts as progress
+
+    # Quality control: practice and gold pairs answered by the true return, and the rates set.
+    for demo in demo_envs(quick=True):
+        campaign = Campaign.objects.get(name=demo.campaign)
+        assert (campaign.gold_rate, campaign.repeat_rate) == (0.1, 0.05)
+        practice = campaign.pairs.filter(is_practice=True)
+        gold = campaign.pairs.filter(is_gold=True, is_practice=False)
+        assert (practice.count(), gold.count()) == (demo.practice_pairs, demo.gold_pairs)
+        assert all(pair.is_gold and not pair.is_open for pair in practice), "never leased"
+        assert all(pair.is_open for pair in gold)
+        for pair in campaign.pairs.filter(is_gold=True).select_related("segment_a", "segment_b"):
+            a, b = pair.segment_a.true_return, pair.segment_b.true_return
+            assert a is not None and b is not None and a != b
+            assert pair.gold_preference == ("a" if a > b else "b")
+    assert "too few clips" not in output, "the quick pools have enough gold pairs"
+    for demo in demo_envs(quick=False):  # the full demo: a full practice round, ten gold pairs
+        assert (demo.practice_pairs, demo.gold_pairs) == (5, 10)
     for pair in Pair.objects.select_related(
         "segment_a__trajectory", "segment_b__trajectory", "campaign"
     ):
@@ -102,3 +124,10 @@ def test_quick_demo_creates_logins_clips_and_pairs_once(monkeypatch: pytest.Monk
 
     assert snapshot() == before
     assert output.count("(existing user, password unchanged)") == 3
+
+
+def test_rates_changed_by_a_researcher_survive_a_rerun() -> None:
+    seed()
+    Campaign.objects.update(gold_rate=0.3, repeat_rate=0.0)
+    seed()
+    assert set(Campaign.objects.values_list("gold_rate", "repeat_rate")) == {(0.3, 0.0)}

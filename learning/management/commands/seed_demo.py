@@ -1,5 +1,9 @@
 """``manage.py seed_demo``: logins, real rollouts with clips, and two campaigns with pairs queued.
 
+Each campaign also gets quality control: practice pairs (the practice round shown before an
+annotator's first label), gold pairs mixed into the queue at a gold rate, and a repeat rate
+for self-consistency. Both demo envs report true rewards, which gold pairs are answered by.
+
 Idempotent: every step first looks at what is already there, so a second run only reads
 (about a second) and creates nothing. Users that already exist keep their passwords.
 """
@@ -53,6 +57,13 @@ class DemoEnv:
     instructions: str
     policies: tuple[DemoPolicy, ...]
     pairs: int
+    practice_pairs: int
+    gold_pairs: int
+
+
+# Quality control on the demo campaigns, set when their gold pairs are first created.
+GOLD_RATE = 0.1
+REPEAT_RATE = 0.05
 
 
 USERS = (
@@ -79,6 +90,8 @@ def demo_envs(*, quick: bool) -> tuple[DemoEnv, ...]:
     # Random CartPole episodes last ~10–40 steps, so about two in three yield one 15–30-step
     # segment; the scripted controller never drops the pole, so its episodes are cut short.
     cartpole_target, cheetah_target = (3, 2) if quick else (12, 12)
+    # The quick pools are small: the quick CartPole one (7 clips) has 9 pairs far enough
+    # apart in true return, the quick HalfCheetah one (4 clips) only 2.
     return (
         DemoEnv(
             env_id="CartPole-v1",
@@ -100,6 +113,8 @@ def demo_envs(*, quick: bool) -> tuple[DemoEnv, ...]:
                 ),
             ),
             pairs=6 if quick else 30,
+            practice_pairs=2 if quick else 5,
+            gold_pairs=3 if quick else 10,
         ),
         DemoEnv(
             env_id="HalfCheetah-v5",
@@ -121,6 +136,8 @@ def demo_envs(*, quick: bool) -> tuple[DemoEnv, ...]:
                 ),
             ),
             pairs=3 if quick else 30,
+            practice_pairs=1 if quick else 5,
+            gold_pairs=1 if quick else 10,
         ),
     )
 
@@ -219,10 +236,48 @@ class Command(BaseCommand):
                 instructions=demo.instructions,
                 created_by=created_by,
             )
-        missing = demo.pairs - campaign.pairs.count()
+        # Gold pairs first: they take the pairs furthest apart in true return, and random
+        # pairs never repeat a pair already queued.
+        self._gold(campaign, demo)
+        random_pairs = campaign.pairs.filter(is_gold=False, repeat_of__isnull=True)
+        missing = demo.pairs - random_pairs.count()
         if missing > 0:
             try:
                 services.pairs_create_random(campaign=campaign, count=missing, seed=0)
             except services.NotEnoughSegments as exc:
                 raise CommandError(str(exc)) from None
-        self.stdout.write(f"campaign '{campaign.name}': {campaign.pairs.count()} pairs queued")
+        gold = campaign.pairs.filter(is_gold=True)
+        self.stdout.write(
+            f"campaign '{campaign.name}': {random_pairs.count()} pairs queued, "
+            f"{gold.filter(is_practice=False).count()} gold, "
+            f"{gold.filter(is_practice=True).count()} for practice"
+        )
+
+    def _gold(self, campaign: Campaign, demo: DemoEnv) -> None:
+        """Top the campaign's practice and gold pairs up to the demo's numbers. A pool with too
+        few clips far apart in true return gets fewer (with a warning), not a failed seed."""
+        had_gold = campaign.pairs.filter(is_gold=True, is_practice=False).exists()
+        for practice, wanted in ((True, demo.practice_pairs), (False, demo.gold_pairs)):
+            kind = "practice" if practice else "gold"
+            have = campaign.pairs.filter(is_gold=True, is_practice=practice).count()
+            if have < wanted:
+                try:
+                    services.pairs_create_gold(
+                        campaign=campaign, count=wanted - have, seed=0, practice=practice
+                    )
+                except services.NotEnoughSegments:
+                    pass  # reported below, with the count actually reached
+                have = campaign.pairs.filter(is_gold=True, is_practice=practice).count()
+            if have < wanted:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"campaign '{campaign.name}': only {have} of {wanted} {kind} pairs "
+                        "(too few clips far enough apart in true return)"
+                    )
+                )
+        # Set once, when the campaign first gets gold pairs, so a researcher's later change of
+        # either rate survives a re-run.
+        if not had_gold and campaign.pairs.filter(is_gold=True, is_practice=False).exists():
+            Campaign.objects.filter(pk=campaign.pk).update(
+                gold_rate=GOLD_RATE, repeat_rate=REPEAT_RATE
+            )
