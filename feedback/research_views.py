@@ -1,0 +1,49 @@
+"""Researcher pages: a campaign's dashboard and the drill-down to one pair.
+
+Thin like the labelling page: the server renders the frame (campaign name, progress, the
+endpoints in ``data-*`` attributes); ``static/research/*.js`` fetches the statistics from the
+research API (``/api/v1/campaigns/<id>/stats/``, ``…/pairs/``, ``/api/v1/pairs/<id>/``) and
+draws them. Researchers and admins only: annotators and accounts without a role get 403.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from feedback import selectors
+from feedback.models import Campaign, Pair
+from feedback.roles import can_research
+
+RESEARCH_ONLY = "Only researchers and admins can see campaign statistics."
+
+
+def _require_research(request: HttpRequest) -> None:
+    if not can_research(request.user):
+        raise PermissionDenied(RESEARCH_ONLY)
+
+
+def _campaign(campaign_id: int, request: HttpRequest) -> Campaign:
+    try:
+        return selectors.campaign_get_for_user(campaign_id=campaign_id, user=request.user)
+    except Campaign.DoesNotExist:
+        raise Http404(f"No campaign with id {campaign_id}.") from None
+
+
+@login_required
+def campaign_dashboard(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    _require_research(request)
+    campaign = _campaign(campaign_id, request)
+    return render(request, "research/dashboard.html", {"campaign": campaign})
+
+
+@login_required
+def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
+    _require_research(request)
+    campaign_id = Pair.objects.filter(pk=pair_id).values_list("campaign_id", flat=True).first()
+    if campaign_id is None:
+        raise Http404(f"No pair with id {pair_id}.")
+    campaign = _campaign(campaign_id, request)
+    return render(request, "research/pair.html", {"campaign": campaign, "pair_id": pair_id})
