@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from feedback import selectors
-from feedback.models import Campaign, Pair
+from feedback.models import Campaign
 from feedback.roles import can_research
 
 RESEARCH_ONLY = "Only researchers and admins can see campaign statistics."
@@ -42,7 +42,7 @@ def campaign_dashboard(request: HttpRequest, campaign_id: int) -> HttpResponse:
 @login_required
 def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
     _require_research(request)
-    campaign_id = Pair.objects.filter(pk=pair_id).values_list("campaign_id", flat=True).first()
+    campaign_id = selectors.pair_campaign_id(pair_id=pair_id)
     if campaign_id is None:
         raise Http404(f"No pair with id {pair_id}.")
     campaign = _campaign(campaign_id, request)

@@ -67,6 +67,11 @@ def segment_clip_for_user(*, segment_id: int) -> Segment:
     )
 
 
+def pair_campaign_id(*, pair_id: int) -> int | None:
+    """The campaign a pair belongs to, or None for an unknown pair."""
+    return Pair.objects.filter(pk=pair_id).values_list("campaign_id", flat=True).first()
+
+
 def trajectory_with_segments(*, trajectory_id: int) -> Trajectory:
     return (
         Trajectory.objects.select_related("env", "policy")
