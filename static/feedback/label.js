@@ -24,11 +24,17 @@
  *
  * Done for today (D): stops leasing and shows what this visit achieved. Leases still held
  * are not released; they expire on the server and their pairs return to the pool.
+ *
+ * Practice (`practice.js`): before an annotator's first label in a campaign with practice
+ * pairs, and on demand, a short round on gold pairs in this same player, each answer checked
+ * and never stored. While it runs the page leases nothing (phase "practice"); a pair leased
+ * before it stays the caller's open lease and comes back first afterwards.
  */
 
 import { ApiError, campaignProgress, leaseNext, submitJudgement } from "./api.js";
 import { CampaignFeed } from "./live.js";
 import { ClipPair, SPEEDS, StaleLoad } from "./player.js";
+import { PracticeRound } from "./practice.js";
 
 const SAVE_RETRIES = 3;
 // While nothing is left and the socket is up, still look now and then: leases held by
@@ -77,6 +83,9 @@ const urls = {
   judgement: (id) => root.dataset.judgementUrl.replace("/0/", `/${id}/`),
   login: root.dataset.loginUrl,
   socket: root.dataset.socketPath,
+  practice: root.dataset.practiceUrl,
+  // Rendered for practice pair 0, like the judgement URL.
+  practiceCheck: (id) => root.dataset.practiceCheckUrl.replace(/\/0\/$/, `/${id}/`),
 };
 const els = {
   status: document.getElementById("status"),
@@ -105,7 +114,7 @@ function buffer(index) {
 const pairs = [buffer(0), buffer(1)];
 
 const state = {
-  /** loading | ready | saving | done | summary | error */
+  /** loading | ready | saving | done | summary | error | practice */
   phase: "loading",
   /** {lease, pair, shownAt}: the pair on screen; shownAt is when its clips became visible. */
   current: null,
@@ -132,13 +141,44 @@ const state = {
   live: "connecting",
 };
 
+const practice = new PracticeRound({
+  root,
+  listUrl: urls.practice,
+  checkUrl: urls.practiceCheck,
+  campaignKey: String(campaignId),
+  host: {
+    enter() {
+      dropPairs();
+      clearError();
+      showStatus("");
+      setPhase("practice");
+    },
+    load(item, index) {
+      const pair = pairs[index % 2];
+      pair.load({ assignment_id: null, ...item });
+      for (const video of pair.videos) delete video.dataset.assignmentId; // not a lease
+    },
+    present: (index) => present(pairs[index % 2]),
+    hide() {
+      dropPairs();
+      showSection("practice");
+    },
+    error: (text) => (text ? showError(text) : clearError()),
+    leave() {
+      dropPairs();
+      start();
+    },
+    render: () => render(),
+  },
+});
+
 function otherPair(pair) {
   return pair === pairs[0] ? pairs[1] : pairs[0];
 }
 
 function render() {
   root.dataset.state = state.phase;
-  root.dataset.assignmentId = state.current ? String(state.current.lease.assignment_id) : "";
+  root.dataset.assignmentId = String(state.current?.lease.assignment_id ?? "");
   root.dataset.live = state.live;
   const prefetch = state.prefetch;
   root.dataset.prefetchAssignmentId =
@@ -152,7 +192,7 @@ function render() {
         : prefetch.settled && !prefetch.lease
           ? "none"
           : "loading";
-  const answering = state.phase === "ready";
+  const answering = state.phase === "ready" || (state.phase === "practice" && practice.answering);
   for (const button of els.preferButtons) button.disabled = !answering;
   for (const button of root.querySelectorAll('[data-action="desirability"]')) {
     const chosen = state.desirability[button.dataset.side] === button.dataset.value;
@@ -162,7 +202,7 @@ function render() {
   els.playButton.querySelector("[data-label]").textContent = state.paused ? "Play" : "Pause";
   els.loopButton.setAttribute("aria-pressed", String(state.player.loop));
   els.speed.value = String(state.player.speed);
-  els.doneButton.hidden = state.phase === "summary";
+  els.doneButton.hidden = state.phase === "summary" || state.phase === "practice";
   const loaded = Boolean(state.current && state.current.pair.loaded);
   els.scrub.disabled = !loaded;
 }
@@ -426,9 +466,9 @@ function showDone() {
   setPhase("done");
 }
 
-/** Stopped leasing for today: nothing may be leased or shown any more. */
+/** Stopped leasing, for today or for the practice round: nothing may be leased or shown. */
 function stopped() {
-  return state.phase === "summary";
+  return state.phase === "summary" || state.phase === "practice";
 }
 
 /**
@@ -522,7 +562,7 @@ function showProgress(counts) {
   set("mine-plural", progress.my_label_count === 1 ? "" : "s");
   set("done", String(progress.label_count));
   set("wanted", String(progress.labels_wanted));
-  if (stopped()) renderSummary();
+  if (state.phase === "summary") renderSummary();
 }
 
 async function refreshProgress() {
@@ -665,7 +705,7 @@ async function doneForToday() {
 
 /** Back from the summary: a new visit, beginning with the caller's open lease, if any. */
 function keepLabelling() {
-  if (!stopped()) return;
+  if (state.phase !== "summary") return;
   state.session = { startedAt: performance.now(), answers: [], endedAt: null };
   start();
 }
@@ -698,7 +738,8 @@ const feed = new CampaignFeed({
 // --- input ----------------------------------------------------------------------------------
 
 function perform(action, ...args) {
-  if (action === "prefer") answer(args[0]);
+  if (action === "prefer" && state.phase === "practice") practice.answer(args[0]);
+  else if (action === "prefer") answer(args[0]);
   else if (action === "desirability") setDesirability(args[0], args[1]);
   else if (action === "toggle-play") togglePlay();
   else if (action === "step") stepBy(args[0]);
@@ -706,6 +747,8 @@ function perform(action, ...args) {
   else if (action === "toggle-loop") toggleLoop();
   else if (action === "done-for-today") doneForToday();
   else if (action === "keep-labelling") keepLabelling();
+  // "Practice again" waits while the day's summary is up; "Keep labelling" comes first.
+  else if (action.startsWith("practice-") && state.phase !== "summary") practice.act(action);
 }
 
 /** Text entry keeps its keys; a focused slider, select or button does not take ours. */
@@ -781,7 +824,17 @@ window.preflab = {
   },
 };
 
+/** Before a first label, the practice round if the campaign keeps one; then labelling. */
+async function openPage() {
+  if (state.progress.my_label_count === 0 && !practice.seen) {
+    if (await practice.begin()) return;
+  } else {
+    practice.fetch(); // only to offer "Practice again"
+  }
+  start();
+}
+
 render();
-start();
+openPage();
 feed.start();
 setInterval(lookAgain, DONE_RETRY_MS);

@@ -225,3 +225,51 @@ def off_the_loop(action: Callable[[], Any], timeout: float = 30.0) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+# --- the practice round ------------------------------------------------------------------------
+
+# The practice pair on screen: its clips' segment ids (what the answer is checked against)
+# and whether both clips show a frame.
+READ_PRACTICE = """() => {
+  const root = document.getElementById("labeller");
+  const video = (side) => root.querySelector(`video[data-role="current"][data-side="${side}"]`);
+  const left = video("left"), right = video("right");
+  return {
+    step: root.dataset.practice,
+    left: Number(left.dataset.segmentId),
+    right: Number(right.dataset.segmentId),
+    loaded: left.readyState >= 2 && right.readyState >= 2 && !left.hidden && !right.hidden,
+  };
+}"""
+
+
+def make_practice_campaign(
+    make_campaign: Callable[..., Campaign], *, practice: int, pairs: int
+) -> Campaign:
+    """A campaign of ``pairs`` ordinary pairs and ``practice`` practice pairs (gold pairs kept
+    for the practice round, answered by the synthetic rewards' true returns)."""
+    campaign = make_campaign(pairs=pairs, n_trajectories=4)
+    made = services.pairs_create_gold(
+        campaign=campaign, count=practice, practice=True, min_gap=1e-6, seed=0
+    )
+    assert len(made) == practice
+    return campaign
+
+
+def practice_keys(page: Page) -> tuple[str, str]:
+    """(the right key, a wrong key) for the practice pair on screen, from the DB's answer.
+
+    Waits until the pair's clips show; the answer is checked against the left clip's segment.
+    """
+    from feedback.models import Pair
+
+    page.wait_for_function(f"({READ_PRACTICE})().loaded", timeout=10_000)
+    shown = page.evaluate(READ_PRACTICE)
+    pair = Pair.objects.get(
+        is_practice=True,
+        segment_a_id=min(shown["left"], shown["right"]),
+        segment_b_id=max(shown["left"], shown["right"]),
+    )
+    better = pair.segment_a_id if pair.gold_preference == "a" else pair.segment_b_id
+    return ("ArrowLeft", "ArrowRight") if better == shown["left"] else ("ArrowRight", "ArrowLeft")
