@@ -59,6 +59,7 @@ class Connection:
             raise ConnectionError("server closed the connection")
         status = int(status_line.split()[1])
         length = 0
+        keep_alive = True
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b""):
@@ -66,7 +67,12 @@ class Connection:
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value.strip())
+            elif name.lower() == "connection" and value.strip().lower() == "close":
+                keep_alive = False
         data = await self.reader.readexactly(length) if length else b""
+        if not keep_alive:  # e.g. gunicorn's sync workers: reconnect for the next request
+            self.close()
+            self.reader = self.writer = None
         try:
             return status, (json.loads(data) if data else None)
         except ValueError:
