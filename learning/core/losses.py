@@ -43,7 +43,7 @@ def bradley_terry_loss(
     """Cross-entropy between the human's P(A ≻ B) and the Bradley–Terry model's.
 
     returns_a, returns_b: (K, B) per-member segment returns (or (B,) for one net)
-    prefs:                (B,) soft targets — 1.0 A better, 0.0 B better, 0.5 equal
+    prefs:                (B,) or (K, B) soft targets — 1.0 A better, 0.0 B better, 0.5 equal
     random_response:      ε, the chance the annotator answered at random
 
     loss = −mean[p·log P + (1−p)·log(1−P)] over members and pairs, P as in
@@ -56,10 +56,10 @@ def bradley_terry_loss(
     log_p_b = _log_preference_probability(-delta, random_response)
     loss = -(prefs * log_p_a + (1.0 - prefs) * log_p_b).mean()
     with torch.no_grad():
-        decided = prefs != 0.5
-        correct = ((delta > 0) == (prefs > 0.5)).float()
-        accuracy = (correct * decided).sum(-1) / decided.sum()
-        metrics = {"loss": loss.detach(), "accuracy": accuracy.mean()}
+        decided = (prefs != 0.5).expand_as(delta)
+        correct = (delta > 0) == (prefs > 0.5)
+        accuracy = (correct & decided).sum() / decided.sum()
+        metrics = {"loss": loss.detach(), "accuracy": accuracy}
     return loss, metrics
 
 
@@ -69,7 +69,7 @@ def desirability_loss(
     """Logistic loss tying per-clip returns to desirable/undesirable labels.
 
     returns:   (K, N) per-member clip returns (or (N,))
-    labels:    (N,) — 1.0 desirable, 0.0 undesirable, NaN unsure (ignored)
+    labels:    (N,) or (K, N) — 1.0 desirable, 0.0 undesirable, NaN unsure (ignored)
     threshold: the return at which a clip is as likely desirable as not (scalar or (K, 1))
 
     P(desirable) = σ(R − threshold); loss = binary cross-entropy averaged over members and
@@ -80,8 +80,8 @@ def desirability_loss(
     if not bool(known.any()):
         zero = returns.sum() * 0.0
         return zero, {"desirability_loss": zero.detach(), "desirability_accuracy": zero.detach() * math.nan}
-    logits = returns[..., known] - threshold
-    targets = labels[known].expand_as(logits)
+    logits = (returns - threshold)[known.expand_as(returns)]
+    targets = labels.expand_as(returns)[known.expand_as(returns)]
     loss = F.binary_cross_entropy_with_logits(logits, targets)
     with torch.no_grad():
         accuracy = ((logits > 0) == (targets > 0.5)).float().mean()

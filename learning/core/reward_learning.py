@@ -1,0 +1,304 @@
+"""Fitting a reward ensemble to preferences: the training loop, read top to bottom.
+
+Recipe (Christiano et al. 2017, §2.2.3; the ensemble is trained as one batched model):
+
+1. Split the pairs into training and held-out sets (seeded).
+2. Build the ensemble; standardise its inputs with the dataset's statistics.
+3. Each epoch, every member draws its own bootstrap resample (or shuffle) of the training
+   pairs; a step takes one minibatch per member, gathers the 2·T steps of each pair, runs all
+   members in one forward pass, sums rewards into segment returns and takes an Adam step on
+   the Bradley–Terry loss (plus the desirability loss when clips carry labels).
+4. After each epoch: held-out loss and accuracy; keep the best epoch's weights; stop after
+   ``patience`` epochs without improvement, or when the callback says stop.
+5. Restore the best weights, standardise the output, compute held-out accuracy, ECE and the
+   correlation with the true return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from learning.core.callbacks import TrainingCallback
+from learning.core.configs import RewardNetConfig, RewardTrainingConfig
+from learning.core.data import PreferenceDataset
+from learning.core.losses import bradley_terry_loss, desirability_loss, preference_probability
+from learning.core.metrics import expected_calibration_error, pearson, preference_accuracy, spearman
+from learning.core.nets import RewardEnsemble
+
+__all__ = ["TrainingResult", "resolve_device", "segment_returns", "train_reward_model"]
+
+
+class DeviceUnavailable(RuntimeError):
+    """CUDA was asked for on a machine without it."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable("device='cuda' was requested but torch sees no CUDA device; use 'auto' or 'cpu'.")
+    return torch.device(name)
+
+
+@dataclass
+class TrainingResult:
+    """What a reward-model run achieved. Held-out metrics are NaN without a held-out split;
+    correlations are NaN without true returns."""
+
+    epochs: int
+    steps: int
+    best_epoch: int
+    stop_reason: str  # "max_epochs" | "early_stopping" | "callback"
+    train_loss: float
+    held_out_loss: float
+    held_out_accuracy: float
+    held_out_ece: float
+    pearson: float
+    spearman: float
+    num_train_pairs: int
+    num_held_out_pairs: int
+    device: str
+    wall_time_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the per-epoch history, JSON-able."""
+        data = asdict(self)
+        data.pop("history")
+        return data
+
+
+def _chunks(total: int, size: int) -> Iterator[slice]:
+    for start in range(0, total, size):
+        yield slice(start, min(start + size, total))
+
+
+@torch.no_grad()
+def segment_returns(
+    ensemble: RewardEnsemble,
+    dataset: PreferenceDataset,
+    segments: torch.Tensor,
+    *,
+    normalise_output: bool = True,
+    chunk_rows: int = 1 << 20,
+) -> torch.Tensor:
+    """Every member's return of the given segments (S,) → (K, S), in chunks of ≤ chunk_rows
+    state-action rows, so evaluation memory stays bounded on large datasets."""
+    per_chunk = max(1, chunk_rows // dataset.segment_length)
+    out = []
+    for part in _chunks(int(segments.shape[0]), per_chunk):
+        index = segments[part]
+        act = dataset.actions[index] if dataset.actions is not None else None
+        out.append(ensemble.segment_returns(dataset.observations[index], act, normalise_output=normalise_output))
+    return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def _fit_output_normalisation(ensemble: RewardEnsemble, dataset: PreferenceDataset, chunk_rows: int) -> None:
+    """Standardise each member's per-step reward over all states of the dataset, accumulating
+    sums in float64 so 10⁷ rows do not need one big tensor."""
+    total = torch.zeros(ensemble.members, dtype=torch.float64, device=dataset.device)
+    squares = torch.zeros_like(total)
+    per_chunk = max(1, chunk_rows // dataset.segment_length)
+    for part in _chunks(dataset.num_segments, per_chunk):
+        act = dataset.actions[part] if dataset.actions is not None else None
+        rewards = ensemble(dataset.observations[part], act, normalise_output=False).double()  # (K, n, T)
+        total += rewards.sum((1, 2))
+        squares += (rewards**2).sum((1, 2))
+    rows = dataset.num_segments * dataset.segment_length
+    mean = total / rows
+    std = (squares / rows - mean**2).clamp_min(0).sqrt()
+    ensemble.out_shift.copy_(mean.float())
+    ensemble.out_scale.copy_(std.float().clamp_min(1e-8))
+
+
+@torch.no_grad()
+def _held_out_predictions(
+    ensemble: RewardEnsemble, dataset: PreferenceDataset, pair_index: torch.Tensor, config: RewardTrainingConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Raw member returns of the held-out pairs' segments: (K, M, 2), their segment ids
+    (M, 2) and their unique segment ids."""
+    pairs = dataset.pairs[pair_index]  # (M, 2)
+    unique, inverse = torch.unique(pairs, return_inverse=True)
+    returns = segment_returns(
+        ensemble, dataset, unique, normalise_output=False, chunk_rows=config.eval_chunk_rows
+    )  # (K, S)
+    return returns[:, inverse], pairs, unique
+
+
+def train_reward_model(
+    dataset: PreferenceDataset,
+    net_config: RewardNetConfig,
+    train_config: RewardTrainingConfig,
+    callback: TrainingCallback | None = None,
+) -> tuple[RewardEnsemble, TrainingResult]:
+    """Fit a K-member reward ensemble to ``dataset``'s preferences; see the module docstring.
+
+    Deterministic for a given ``train_config.seed`` on CPU. The callback gets
+    ``on_step(step, metrics)`` after every epoch (and every ``report_every_steps`` steps when
+    set) with float metrics (``epoch``, ``train_loss``, ``train_accuracy``, and after epochs
+    ``held_out_loss``, ``held_out_accuracy``); returning False stops training, keeping the best
+    weights so far.
+    """
+    cfg = train_config
+    started = time.perf_counter()
+    device = resolve_device(cfg.device)
+    data = dataset.to(device)
+    generator = torch.Generator().manual_seed(cfg.seed)  # init, resampling and order, on CPU
+
+    # 1. Split by pair.
+    train_index, held_index = data.split(cfg.held_out_fraction, seed=cfg.seed)
+    if train_index.numel() == 0:
+        raise ValueError("No preference pairs to train on.")
+
+    # 2. Model, input statistics, optimiser.
+    ensemble = RewardEnsemble(net_config, data.obs_shape, data.act_dim, generator=generator).to(device)
+    ensemble.fit_input_normalisation(data.observations, data.actions)
+    optimiser = torch.optim.Adam(ensemble.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_autocast = device.type == "cuda" and cfg.mixed_precision
+    members, length, obs_shape = ensemble.members, data.segment_length, data.obs_shape
+    n_train = int(train_index.numel())
+    batch = min(cfg.batch_size, n_train)
+    labelled = data.desirability is not None and cfg.desirability_weight > 0
+
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        # bf16 needs no loss scaling; CPU autocast is slower than float32 for these sizes.
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_autocast else contextlib.nullcontext()
+
+    def held_out_metrics() -> dict[str, float]:
+        ensemble.eval()
+        with autocast():
+            returns, _, _ = _held_out_predictions(ensemble, data, held_index, cfg)
+        loss, metrics = bradley_terry_loss(
+            returns[..., 0].float(), returns[..., 1].float(), data.preferences[held_index],
+            random_response=cfg.random_response,
+        )
+        ensemble.train()
+        return {"held_out_loss": float(loss), "held_out_accuracy": float(metrics["accuracy"])}
+
+    best_loss, best_epoch, bad_epochs = math.inf, 0, 0
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, float]] = []
+    step, epoch, stop_reason = 0, 0, "max_epochs"
+    train_loss = math.nan
+
+    # 3. Epochs of minibatch steps, all members at once.
+    for epoch in range(1, cfg.max_epochs + 1):
+        if cfg.bootstrap:
+            draw = torch.randint(n_train, (members, n_train), generator=generator)
+        else:
+            draw = torch.rand(members, n_train, generator=generator).argsort(dim=1)
+        order = train_index[draw.to(device)]  # (K, n_train) pair ids, one row per member
+        loss_sum = torch.zeros((), device=device)
+        accuracy_sum = torch.zeros((), device=device)
+        stop, epoch_steps = False, 0
+        for part in _chunks(n_train, batch):
+            pair_ids = order[:, part]  # (K, b)
+            segments = data.pairs[pair_ids]  # (K, b, 2)
+            b = segments.shape[1]
+            obs = data.observations[segments].reshape(members, b * 2 * length, *obs_shape)
+            act = (
+                data.actions[segments].reshape(members, b * 2 * length, data.act_dim)
+                if data.actions is not None
+                else None
+            )
+            with autocast():
+                rewards = ensemble.member_rewards(obs, act, normalise_output=False)  # (K, b·2·T)
+            returns = rewards.float().reshape(members, b, 2, length).sum(-1)  # (K, b, 2)
+            loss, metrics = bradley_terry_loss(
+                returns[..., 0], returns[..., 1], data.preferences[pair_ids],
+                random_response=cfg.random_response,
+            )
+            if labelled:
+                assert data.desirability is not None
+                aux, _ = desirability_loss(returns, data.desirability[segments])
+                loss = loss + cfg.desirability_weight * aux
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            epoch_steps += 1
+            loss_sum += metrics["loss"]
+            accuracy_sum += metrics["accuracy"]
+            if callback is not None and cfg.report_every_steps and step % cfg.report_every_steps == 0:
+                report = {"epoch": float(epoch), "train_loss": float(metrics["loss"]),
+                          "train_accuracy": float(metrics["accuracy"])}
+                if not callback.on_step(step, report):
+                    stop = True
+                    break
+
+        # 4. End of epoch: held-out loss, best weights, early stopping, report.
+        train_loss = float(loss_sum) / epoch_steps
+        record = {"epoch": float(epoch), "step": float(step), "train_loss": train_loss,
+                  "train_accuracy": float(accuracy_sum) / epoch_steps}
+        if held_index.numel():
+            record.update(held_out_metrics())
+            score = record["held_out_loss"]
+        else:
+            score = -float(epoch)  # no held-out data: the latest epoch is the best
+        history.append(record)
+        if score < best_loss - 1e-7:
+            best_loss, best_epoch, bad_epochs = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in ensemble.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if stop:
+            stop_reason = "callback"
+            break
+        if callback is not None and not callback.on_step(step, record):
+            stop_reason = "callback"
+            break
+        if cfg.patience and held_index.numel() and bad_epochs >= cfg.patience:
+            stop_reason = "early_stopping"
+            break
+
+    # 5. Best weights, output normalisation, final metrics.
+    if best_state is not None:
+        ensemble.load_state_dict(best_state)
+    ensemble.eval()
+    held_loss = held_accuracy = held_ece = corr_p = corr_s = math.nan
+    if held_index.numel():
+        with autocast():
+            returns, _, unique = _held_out_predictions(ensemble, data, held_index, cfg)
+        returns = returns.float()
+        prefs = data.preferences[held_index]
+        held_loss = float(
+            bradley_terry_loss(returns[..., 0], returns[..., 1], prefs, random_response=cfg.random_response)[0]
+        )
+        p_a = preference_probability(returns[..., 0], returns[..., 1], random_response=cfg.random_response).mean(0)
+        held_accuracy = preference_accuracy(p_a, prefs)
+        held_ece = expected_calibration_error(p_a, prefs)
+    else:
+        unique = torch.arange(data.num_segments, device=device)
+    _fit_output_normalisation(ensemble, data, cfg.eval_chunk_rows)
+    if data.true_returns is not None:
+        predicted = segment_returns(ensemble, data, unique, chunk_rows=cfg.eval_chunk_rows).float().mean(0)
+        corr_p = pearson(predicted, data.true_returns[unique])
+        corr_s = spearman(predicted, data.true_returns[unique])
+
+    result = TrainingResult(
+        epochs=epoch,
+        steps=step,
+        best_epoch=best_epoch,
+        stop_reason=stop_reason,
+        train_loss=train_loss,
+        held_out_loss=held_loss,
+        held_out_accuracy=held_accuracy,
+        held_out_ece=held_ece,
+        pearson=corr_p,
+        spearman=corr_s,
+        num_train_pairs=n_train,
+        num_held_out_pairs=int(held_index.numel()),
+        device=str(device),
+        wall_time_s=time.perf_counter() - started,
+        history=history,
+    )
+    return ensemble, result
