@@ -170,3 +170,43 @@ def test_dataset_rejects_inconsistent_shapes_and_cant_tell_answers() -> None:
         PreferenceDataset(obs, None, [[0, 1]], [float("nan")])
     with pytest.raises(PreferenceDataError, match=r"\(M,\)"):
         PreferenceDataset(obs, None, [[0, 1]], [1.0, 0.0])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+from learning.core.checkpoints import (  # noqa: E402
+    RewardCheckpointError,
+    load_reward_model,
+    save_reward_model,
+)
+
+
+def test_checkpoint_round_trip_restores_weights_normalisation_and_configs(tmp_path) -> None:
+    dataset = linear_reward_dataset(segments=50, pairs=100)
+    config = RewardTrainingConfig(max_epochs=2, seed=3)
+    ensemble, result = train_reward_model(dataset, SMALL_NET, config)
+    path = tmp_path / "reward.pt"
+
+    save_reward_model(path, ensemble, train_config=config, extra={"metrics": result.summary()})
+    loaded = load_reward_model(path)
+
+    assert loaded.net_config == SMALL_NET and loaded.train_config == config
+    assert loaded.extra["metrics"]["steps"] == result.steps
+    torch.testing.assert_close(
+        loaded.ensemble(dataset.observations, dataset.actions),
+        ensemble(dataset.observations, dataset.actions),
+        atol=0,
+        rtol=0,
+    )
+    assert float(loaded.ensemble.out_scale[0]) != 1.0  # the output normalisation came back too
+
+
+def test_checkpoint_loader_refuses_foreign_files(tmp_path) -> None:
+    pickled = tmp_path / "evil.pt"
+    torch.save({"format": "x", "obj": RecordingCallback()}, pickled)  # not weights-only loadable
+    with pytest.raises(RewardCheckpointError, match="Could not read"):
+        load_reward_model(pickled)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(RewardCheckpointError, match="not a PrefLab"):
+        load_reward_model(other)
