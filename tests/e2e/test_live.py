@@ -133,7 +133,7 @@ def test_without_a_socket_the_page_polls_for_progress_and_new_pairs(
 
     queue_pairs(campaign, 3)  # no socket here: only a poll can notice
     expect(root).to_have_attribute("data-state", "ready", timeout=4_000)
-    first = wait_settled(page)
+    wait_settled(page)
     expect(page.locator("#progress")).to_contain_text("campaign: 0 / 3", timeout=3_000)
 
     # Someone else's label shows up at the next poll.
