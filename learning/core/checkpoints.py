@@ -15,7 +15,13 @@ import torch
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
 from learning.core.nets import RewardEnsemble
 
-__all__ = ["CHECKPOINT_FORMAT", "RewardCheckpoint", "RewardCheckpointError", "load_reward_model", "save_reward_model"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RewardCheckpoint",
+    "RewardCheckpointError",
+    "load_reward_model",
+    "save_reward_model",
+]
 
 CHECKPOINT_FORMAT = "preflab.reward_ensemble.v1"
 
@@ -61,14 +67,22 @@ def load_reward_model(path: str | Path, *, device: str | torch.device = "cpu") -
     try:
         payload = torch.load(Path(path), map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises assorted types for foreign files
-        raise RewardCheckpointError(f"Could not read {path} as a checkpoint ({type(exc).__name__}: {exc}).") from None
+        raise RewardCheckpointError(
+            f"Could not read {path} as a checkpoint ({type(exc).__name__}: {exc})."
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise RewardCheckpointError(f"{path} is not a PrefLab reward-model checkpoint ({CHECKPOINT_FORMAT}).")
+        raise RewardCheckpointError(
+            f"{path} is not a PrefLab reward-model checkpoint ({CHECKPOINT_FORMAT})."
+        )
     net_config = RewardNetConfig.from_dict(payload["net_config"])
     train_config = (
-        RewardTrainingConfig.from_dict(payload["train_config"]) if payload["train_config"] is not None else None
+        RewardTrainingConfig.from_dict(payload["train_config"])
+        if payload["train_config"] is not None
+        else None
     )
     ensemble = RewardEnsemble(net_config, tuple(payload["obs_shape"]), payload["act_dim"])
     ensemble.load_state_dict(payload["state_dict"])
     ensemble.to(device).eval()
-    return RewardCheckpoint(ensemble=ensemble, net_config=net_config, train_config=train_config, extra=payload["extra"])
+    return RewardCheckpoint(
+        ensemble=ensemble, net_config=net_config, train_config=train_config, extra=payload["extra"]
+    )

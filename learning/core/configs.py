@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self
 
 __all__ = ["ACTIVATIONS", "DEVICES", "ConfigError", "RewardNetConfig", "RewardTrainingConfig"]
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "silu")
 DEVICES = ("auto", "cpu", "cuda")
-
-_C = TypeVar("_C", bound="_ConfigBase")
 
 
 class ConfigError(ValueError):
@@ -29,7 +27,7 @@ class _ConfigBase:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls: type[_C], data: Mapping[str, Any]) -> _C:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Inverse of :meth:`to_dict`; unknown keys are an error, missing keys take defaults."""
         names = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(names))

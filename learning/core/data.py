@@ -13,14 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PreferenceDataset", "PreferenceDataError"]
+__all__ = ["PreferenceDataError", "PreferenceDataset"]
 
 
 class PreferenceDataError(ValueError):
     """Arrays handed to :class:`PreferenceDataset` have inconsistent shapes or values."""
 
 
-def _as_tensor(value: np.ndarray | torch.Tensor, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+def _as_tensor(
+    value: np.ndarray | torch.Tensor, *, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
     return tensor.to(dtype) if dtype is not None else tensor
 
@@ -50,9 +52,7 @@ class PreferenceDataset:
 
     def __post_init__(self) -> None:
         obs = _as_tensor(self.observations)
-        if not obs.is_floating_point() and obs.dtype != torch.uint8:
-            obs = obs.float()
-        elif obs.is_floating_point():
+        if not obs.is_floating_point() and obs.dtype != torch.uint8 or obs.is_floating_point():
             obs = obs.float()
         self.observations = obs
         if obs.ndim not in (3, 5):
@@ -80,9 +80,10 @@ class PreferenceDataset:
             )
         if self.pairs.numel() and (self.pairs.min() < 0 or self.pairs.max() >= n_segments):
             raise PreferenceDataError(f"pairs index segments outside [0, {n_segments}).")
-        if torch.isnan(self.preferences).any() or (
-            (self.preferences < 0) | (self.preferences > 1)
-        ).any():
+        if (
+            torch.isnan(self.preferences).any()
+            or ((self.preferences < 0) | (self.preferences > 1)).any()
+        ):
             raise PreferenceDataError(
                 "preferences must be probabilities in [0, 1] (1.0 A better, 0.0 B better, "
                 "0.5 equal); drop 'can't tell' answers before building the dataset."
@@ -154,7 +155,7 @@ class PreferenceDataset:
         """
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(self.num_pairs, generator=generator).to(self.device)
-        n_held = int(round(held_out_fraction * self.num_pairs))
+        n_held = round(held_out_fraction * self.num_pairs)
         if held_out_fraction > 0 and self.num_pairs >= 2:
             n_held = min(max(n_held, 1), self.num_pairs - 1)
         else:

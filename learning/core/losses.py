@@ -79,7 +79,10 @@ def desirability_loss(
     known = ~torch.isnan(labels)
     if not bool(known.any()):
         zero = returns.sum() * 0.0
-        return zero, {"desirability_loss": zero.detach(), "desirability_accuracy": zero.detach() * math.nan}
+        return zero, {
+            "desirability_loss": zero.detach(),
+            "desirability_accuracy": zero.detach() * math.nan,
+        }
     logits = (returns - threshold)[known.expand_as(returns)]
     targets = labels.expand_as(returns)[known.expand_as(returns)]
     loss = F.binary_cross_entropy_with_logits(logits, targets)

@@ -13,6 +13,7 @@ policy learner rewards of unit scale. Bradley–Terry only identifies r up to a 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -22,7 +23,7 @@ from torch import nn
 
 from learning.core.configs import RewardNetConfig
 
-__all__ = ["EnsembleLinear", "EnsembleConvTorso", "RewardEnsemble", "activation_fn"]
+__all__ = ["EnsembleConvTorso", "EnsembleLinear", "RewardEnsemble", "activation_fn"]
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
@@ -53,7 +54,12 @@ class EnsembleLinear(nn.Module):
     """
 
     def __init__(
-        self, members: int, in_features: int, out_features: int, *, generator: torch.Generator | None = None
+        self,
+        members: int,
+        in_features: int,
+        out_features: int,
+        *,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
@@ -152,7 +158,11 @@ class RewardEnsemble(nn.Module):
         self.torso: EnsembleConvTorso | None = None
         if pixels:
             self.torso = EnsembleConvTorso(
-                self.members, self.obs_shape, config.cnn_channels, config.activation, generator=generator  # type: ignore[arg-type]
+                self.members,
+                self.obs_shape,
+                config.cnn_channels,
+                config.activation,
+                generator=generator,  # type: ignore[arg-type]
             )
             obs_features = self.torso.out_features
             stat_shape: tuple[int, ...] = (1,)  # one mean/std over all pixels
@@ -162,7 +172,7 @@ class RewardEnsemble(nn.Module):
         widths = [obs_features + self.act_dim, *config.hidden_sizes, 1]
         self.layers = nn.ModuleList(
             EnsembleLinear(self.members, w_in, w_out, generator=generator)
-            for w_in, w_out in zip(widths[:-1], widths[1:])
+            for w_in, w_out in itertools.pairwise(widths)
         )
         self.register_buffer("obs_mean", torch.zeros(stat_shape))
         self.register_buffer("obs_std", torch.ones(stat_shape))
@@ -177,7 +187,9 @@ class RewardEnsemble(nn.Module):
         return obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
 
     @torch.no_grad()
-    def fit_input_normalisation(self, observations: torch.Tensor, actions: torch.Tensor | None) -> None:
+    def fit_input_normalisation(
+        self, observations: torch.Tensor, actions: torch.Tensor | None
+    ) -> None:
         """Standardise inputs with the mean and std of ``observations`` (..., *obs_shape) and
         ``actions`` (..., act_dim); std is floored at 1e-6 so constant features stay finite."""
         obs_dims = len(self.obs_shape)

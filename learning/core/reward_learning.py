@@ -44,7 +44,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable("device='cuda' was requested but torch sees no CUDA device; use 'auto' or 'cpu'.")
+        raise DeviceUnavailable(
+            "device='cuda' was requested but torch sees no CUDA device; use 'auto' or 'cpu'."
+        )
     return torch.device(name)
 
 
@@ -97,12 +99,18 @@ def segment_returns(
     for part in _chunks(int(segments.shape[0]), per_chunk):
         index = segments[part]
         act = dataset.actions[index] if dataset.actions is not None else None
-        out.append(ensemble.segment_returns(dataset.observations[index], act, normalise_output=normalise_output))
+        out.append(
+            ensemble.segment_returns(
+                dataset.observations[index], act, normalise_output=normalise_output
+            )
+        )
     return torch.cat(out, dim=1)
 
 
 @torch.no_grad()
-def _fit_output_normalisation(ensemble: RewardEnsemble, dataset: PreferenceDataset, chunk_rows: int) -> None:
+def _fit_output_normalisation(
+    ensemble: RewardEnsemble, dataset: PreferenceDataset, chunk_rows: int
+) -> None:
     """Standardise each member's per-step reward over all states of the dataset, accumulating
     sums in float64 so 10⁷ rows do not need one big tensor."""
     total = torch.zeros(ensemble.members, dtype=torch.float64, device=dataset.device)
@@ -110,7 +118,9 @@ def _fit_output_normalisation(ensemble: RewardEnsemble, dataset: PreferenceDatas
     per_chunk = max(1, chunk_rows // dataset.segment_length)
     for part in _chunks(dataset.num_segments, per_chunk):
         act = dataset.actions[part] if dataset.actions is not None else None
-        rewards = ensemble(dataset.observations[part], act, normalise_output=False).double()  # (K, n, T)
+        rewards = ensemble(
+            dataset.observations[part], act, normalise_output=False
+        ).double()  # (K, n, T)
         total += rewards.sum((1, 2))
         squares += (rewards**2).sum((1, 2))
     rows = dataset.num_segments * dataset.segment_length
@@ -122,7 +132,10 @@ def _fit_output_normalisation(ensemble: RewardEnsemble, dataset: PreferenceDatas
 
 @torch.no_grad()
 def _held_out_predictions(
-    ensemble: RewardEnsemble, dataset: PreferenceDataset, pair_index: torch.Tensor, config: RewardTrainingConfig
+    ensemble: RewardEnsemble,
+    dataset: PreferenceDataset,
+    pair_index: torch.Tensor,
+    config: RewardTrainingConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Raw member returns of the held-out pairs' segments: (K, M, 2), their segment ids
     (M, 2) and their unique segment ids."""
@@ -160,7 +173,9 @@ def train_reward_model(
         raise ValueError("No preference pairs to train on.")
 
     # 2. Model, input statistics, optimiser.
-    ensemble = RewardEnsemble(net_config, data.obs_shape, data.act_dim, generator=generator).to(device)
+    ensemble = RewardEnsemble(net_config, data.obs_shape, data.act_dim, generator=generator).to(
+        device
+    )
     ensemble.fit_input_normalisation(data.observations, data.actions)
     optimiser = torch.optim.Adam(ensemble.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_autocast = device.type == "cuda" and cfg.mixed_precision
@@ -171,14 +186,20 @@ def train_reward_model(
 
     def autocast() -> contextlib.AbstractContextManager[Any]:
         # bf16 needs no loss scaling; CPU autocast is slower than float32 for these sizes.
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_autocast else contextlib.nullcontext()
+        return (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if use_autocast
+            else contextlib.nullcontext()
+        )
 
     def held_out_metrics() -> dict[str, float]:
         ensemble.eval()
         with autocast():
             returns, _, _ = _held_out_predictions(ensemble, data, held_index, cfg)
         loss, metrics = bradley_terry_loss(
-            returns[..., 0].float(), returns[..., 1].float(), data.preferences[held_index],
+            returns[..., 0].float(),
+            returns[..., 1].float(),
+            data.preferences[held_index],
             random_response=cfg.random_response,
         )
         ensemble.train()
@@ -214,7 +235,9 @@ def train_reward_model(
                 rewards = ensemble.member_rewards(obs, act, normalise_output=False)  # (K, b·2·T)
             returns = rewards.float().reshape(members, b, 2, length).sum(-1)  # (K, b, 2)
             loss, metrics = bradley_terry_loss(
-                returns[..., 0], returns[..., 1], data.preferences[pair_ids],
+                returns[..., 0],
+                returns[..., 1],
+                data.preferences[pair_ids],
                 random_response=cfg.random_response,
             )
             if labelled:
@@ -228,17 +251,28 @@ def train_reward_model(
             epoch_steps += 1
             loss_sum += metrics["loss"]
             accuracy_sum += metrics["accuracy"]
-            if callback is not None and cfg.report_every_steps and step % cfg.report_every_steps == 0:
-                report = {"epoch": float(epoch), "train_loss": float(metrics["loss"]),
-                          "train_accuracy": float(metrics["accuracy"])}
+            if (
+                callback is not None
+                and cfg.report_every_steps
+                and step % cfg.report_every_steps == 0
+            ):
+                report = {
+                    "epoch": float(epoch),
+                    "train_loss": float(metrics["loss"]),
+                    "train_accuracy": float(metrics["accuracy"]),
+                }
                 if not callback.on_step(step, report):
                     stop = True
                     break
 
         # 4. End of epoch: held-out loss, best weights, early stopping, report.
         train_loss = float(loss_sum) / epoch_steps
-        record = {"epoch": float(epoch), "step": float(step), "train_loss": train_loss,
-                  "train_accuracy": float(accuracy_sum) / epoch_steps}
+        record = {
+            "epoch": float(epoch),
+            "step": float(step),
+            "train_loss": train_loss,
+            "train_accuracy": float(accuracy_sum) / epoch_steps,
+        }
         if held_index.numel():
             record.update(held_out_metrics())
             score = record["held_out_loss"]
@@ -271,16 +305,22 @@ def train_reward_model(
         returns = returns.float()
         prefs = data.preferences[held_index]
         held_loss = float(
-            bradley_terry_loss(returns[..., 0], returns[..., 1], prefs, random_response=cfg.random_response)[0]
+            bradley_terry_loss(
+                returns[..., 0], returns[..., 1], prefs, random_response=cfg.random_response
+            )[0]
         )
-        p_a = preference_probability(returns[..., 0], returns[..., 1], random_response=cfg.random_response).mean(0)
+        p_a = preference_probability(
+            returns[..., 0], returns[..., 1], random_response=cfg.random_response
+        ).mean(0)
         held_accuracy = preference_accuracy(p_a, prefs)
         held_ece = expected_calibration_error(p_a, prefs)
     else:
         unique = torch.arange(data.num_segments, device=device)
     _fit_output_normalisation(ensemble, data, cfg.eval_chunk_rows)
     if data.true_returns is not None:
-        predicted = segment_returns(ensemble, data, unique, chunk_rows=cfg.eval_chunk_rows).float().mean(0)
+        predicted = (
+            segment_returns(ensemble, data, unique, chunk_rows=cfg.eval_chunk_rows).float().mean(0)
+        )
         corr_p = pearson(predicted, data.true_returns[unique])
         corr_s = spearman(predicted, data.true_returns[unique])
 

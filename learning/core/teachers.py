@@ -52,7 +52,9 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         if not self.beta > 0:
-            raise ValueError(f"beta must be > 0 (math.inf for a rational teacher), got {self.beta}.")
+            raise ValueError(
+                f"beta must be > 0 (math.inf for a rational teacher), got {self.beta}."
+            )
         if not 0 < self.gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}.")
         for name in ("mistake", "skip_threshold", "equal_threshold"):
@@ -124,7 +126,10 @@ class TeacherConfig:
         """One pair, per-step rewards (T,) each. Pass ``return_range`` whenever the skip or
         equal thresholds matter: one pair alone says nothing about the return scale."""
         return self.answer_batch(
-            np.asarray(rewards_a)[None], np.asarray(rewards_b)[None], rng=rng, return_range=return_range
+            np.asarray(rewards_a)[None],
+            np.asarray(rewards_b)[None],
+            rng=rng,
+            return_range=return_range,
         )[0]
 
 

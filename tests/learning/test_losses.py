@@ -19,12 +19,16 @@ def test_bradley_terry_loss_with_random_response_matches_hand_computation() -> N
     # Terms: −log 0.707953 = 0.345378; −log 0.292047 = 1.230840;
     #        tie: −(0.5·log 0.5 + 0.5·log 0.5) = log 2 = 0.693147.   Mean = 0.756455.
     loss, metrics = bradley_terry_loss(
-        torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.5]),
+        torch.tensor([1.0, 0.0, 2.0]),
+        torch.tensor([0.0, 1.0, 2.0]),
+        torch.tensor([1.0, 1.0, 0.5]),
         random_response=0.1,
     )
     assert float(loss) == pytest.approx(0.756455, abs=1e-6)
     assert float(metrics["loss"]) == pytest.approx(0.756455, abs=1e-6)
-    assert float(metrics["accuracy"]) == pytest.approx(0.5)  # one of two decided pairs; tie left out
+    assert float(metrics["accuracy"]) == pytest.approx(
+        0.5
+    )  # one of two decided pairs; tie left out
 
 
 def test_bradley_terry_loss_without_random_response_is_plain_logistic() -> None:
@@ -49,7 +53,9 @@ def test_bradley_terry_loss_averages_over_members_and_stays_finite_for_huge_marg
 
 def test_bradley_terry_gradient_flows_and_random_response_caps_confidence() -> None:
     returns_a = torch.tensor([30.0], requires_grad=True)
-    loss, _ = bradley_terry_loss(returns_a, torch.tensor([0.0]), torch.tensor([0.0]), random_response=0.1)
+    loss, _ = bradley_terry_loss(
+        returns_a, torch.tensor([0.0]), torch.tensor([0.0]), random_response=0.1
+    )
     loss.backward()
     value = float(loss.detach())
     assert math.isfinite(value) and value == pytest.approx(-math.log(0.05), abs=1e-5)
@@ -61,7 +67,9 @@ def test_bradley_terry_gradient_flows_and_random_response_caps_confidence() -> N
 def test_desirability_loss_matches_hand_computation_and_ignores_unsure() -> None:
     # Returns [1, −1, 2] labelled desirable, unsure, undesirable:
     # −log σ(1) = 0.313262, −log(1 − σ(2)) = 2.126928; mean over the two labelled = 1.220095.
-    loss, metrics = desirability_loss(torch.tensor([[1.0, -1.0, 2.0]]), torch.tensor([1.0, NAN, 0.0]))
+    loss, metrics = desirability_loss(
+        torch.tensor([[1.0, -1.0, 2.0]]), torch.tensor([1.0, NAN, 0.0])
+    )
     assert float(loss) == pytest.approx(1.220095, abs=1e-6)
     assert float(metrics["desirability_accuracy"]) == pytest.approx(0.5)
 
@@ -87,4 +95,6 @@ def test_metrics_match_hand_computation() -> None:
     assert pearson(x, torch.tensor([1.0, 0.0, 1.0, 0.0])) == pytest.approx(-0.4472136, abs=1e-6)
     # Monotone but not linear: Spearman 1, Pearson < 1; ties get their mean rank.
     assert spearman(x, x**3) == pytest.approx(1.0) and pearson(x, x**3) < 0.99
-    assert spearman(torch.tensor([1.0, 2.0, 2.0, 5.0]), torch.tensor([1.0, 3.0, 3.0, 9.0])) == pytest.approx(1.0)
+    assert spearman(
+        torch.tensor([1.0, 2.0, 2.0, 5.0]), torch.tensor([1.0, 3.0, 3.0, 9.0])
+    ) == pytest.approx(1.0)

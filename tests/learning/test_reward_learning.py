@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 
-from learning.core.configs import RewardNetConfig
+from learning.core.callbacks import RecordingCallback
+from learning.core.checkpoints import RewardCheckpointError, load_reward_model, save_reward_model
+from learning.core.configs import RewardNetConfig, RewardTrainingConfig
+from learning.core.data import PreferenceDataError, PreferenceDataset
 from learning.core.nets import RewardEnsemble
+from learning.core.reward_learning import train_reward_model
 
 torch.set_num_threads(1)
 
@@ -68,18 +72,21 @@ def test_mlp_rejects_image_observations() -> None:
 
 # ----------------------------------------------------------------------------- trainer
 
-from learning.core.callbacks import RecordingCallback  # noqa: E402
-from learning.core.configs import RewardTrainingConfig  # noqa: E402
-from learning.core.data import PreferenceDataError, PreferenceDataset  # noqa: E402
-from learning.core.reward_learning import train_reward_model  # noqa: E402
 
 TRUE_WEIGHTS = torch.tensor([1.0, -2.0, 0.5, 1.5])
 SMALL_NET = RewardNetConfig(hidden_sizes=(32, 32), ensemble_size=3)
-FAST = RewardTrainingConfig(lr=3e-3, batch_size=64, max_epochs=40, patience=8, random_response=0.0, seed=0)
+FAST = RewardTrainingConfig(
+    lr=3e-3, batch_size=64, max_epochs=40, patience=8, random_response=0.0, seed=0
+)
 
 
 def linear_reward_dataset(
-    *, segments: int = 200, pairs: int = 400, length: int = 10, seed: int = 0, desirability: bool = False
+    *,
+    segments: int = 200,
+    pairs: int = 400,
+    length: int = 10,
+    seed: int = 0,
+    desirability: bool = False,
 ) -> PreferenceDataset:
     """Segments of random states with true reward r = w·s; the oracle prefers the larger
     return and calls exact ties equal. Actions are noise the reward ignores."""
@@ -150,9 +157,13 @@ def test_desirability_labels_put_desirable_clips_above_zero() -> None:
     # With desirability labels "return > 0", the raw reward's zero point is learned too:
     # BT alone leaves it free.
     dataset = linear_reward_dataset(segments=100, pairs=100, desirability=True)
-    config = RewardTrainingConfig(lr=3e-3, max_epochs=30, random_response=0.0, held_out_fraction=0.0)
+    config = RewardTrainingConfig(
+        lr=3e-3, max_epochs=30, random_response=0.0, held_out_fraction=0.0
+    )
     ensemble, result = train_reward_model(dataset, SMALL_NET, config)
-    raw = ensemble.segment_returns(dataset.observations, dataset.actions, normalise_output=False).mean(0)
+    raw = ensemble.segment_returns(
+        dataset.observations, dataset.actions, normalise_output=False
+    ).mean(0)
     assert dataset.desirability is not None
     agreement = ((raw > 0).float() == dataset.desirability).float().mean()
     assert agreement > 0.9
@@ -173,12 +184,6 @@ def test_dataset_rejects_inconsistent_shapes_and_cant_tell_answers() -> None:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-from learning.core.checkpoints import (  # noqa: E402
-    RewardCheckpointError,
-    load_reward_model,
-    save_reward_model,
-)
 
 
 def test_checkpoint_round_trip_restores_weights_normalisation_and_configs(tmp_path) -> None:
