@@ -177,7 +177,8 @@ def test_a_superuser_without_groups_counts_as_admin(api_client_for: Callable[...
 
 def test_schema_documents_every_v1_endpoint(api_client_for: Callable[..., Any], db: Any) -> None:
     schema = json.loads(api_client_for(None).get("/api/schema/?format=json").content)
-    assert set(schema["paths"]) == {
+    # The learning app's endpoints are pinned in tests/learning/test_training_runs.py.
+    assert {p for p in schema["paths"] if not p.startswith("/api/v1/learning/")} == {
         "/api/v1/auth/token/", "/api/v1/me/", "/api/v1/campaigns/", "/api/v1/campaigns/{campaign_id}/",
         "/api/v1/campaigns/{campaign_id}/next/", "/api/v1/assignments/{assignment_id}/judgement/",
         "/api/v1/trajectories/", "/api/v1/trajectories/{trajectory_id}/",

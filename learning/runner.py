@@ -1,0 +1,280 @@
+"""The one bridge between Django rows and ``learning.core``: judgements become a
+``PreferenceDataset``, a run row's config becomes frozen dataclasses, and training reports go
+back to the row.
+
+What resumes after a crash: a run that a stale-run sweep re-queued starts training again from
+its frozen config and seed on a fresh snapshot of its recorded judgement ids, so it reaches the
+same model; the trainer (``learning.core.reward_learning``) has no hook for starting weights
+yet, so epochs done before the crash are repeated, not skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from django.core.files import File
+from django.utils import timezone
+
+from feedback.models import Judgement, Segment
+from feedback.storage import load_npz
+from learning import selectors
+from learning.core.checkpoints import save_reward_model
+from learning.core.configs import RewardNetConfig, RewardTrainingConfig
+from learning.core.data import PreferenceDataset
+from learning.core.reward_learning import train_reward_model
+from learning.models import ModelVersion, TrainingRun
+
+
+class NotEnoughData(ValueError):
+    """The campaign has too few usable judgements to train on."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    net: RewardNetConfig
+    train: RewardTrainingConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"net": self.net.to_dict(), "train": self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Raises ``ConfigError`` naming the bad field; unknown sections are an error too."""
+        from learning.core.configs import ConfigError
+
+        unknown = sorted(set(data) - {"net", "train"})
+        if unknown:
+            raise ConfigError(
+                f"config has no section(s) {', '.join(unknown)}; use 'net' and 'train'."
+            )
+        sections = {"net": RewardNetConfig, "train": RewardTrainingConfig}
+        built: dict[str, Any] = {}
+        for name, config_cls in sections.items():
+            values = data.get(name) or {}
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"config.{name} must be an object of field values.")
+            _check_types(config_cls, values, prefix=f"config.{name}")
+            try:
+                built[name] = config_cls.from_dict(values)
+            except ConfigError as exc:
+                raise ConfigError(f"config.{name}: {exc}") from None
+        return cls(**built)
+
+
+def _check_types(config_cls: type, values: Mapping[str, Any], *, prefix: str) -> None:
+    """Each given value has the type of the field's default (JSON numbers: an int is a valid
+    float, a bool is not a number), so bad input is a ConfigError naming the field, not a
+    TypeError deep in the trainer."""
+    from dataclasses import MISSING, fields
+
+    from learning.core.configs import ConfigError
+
+    for field in fields(config_cls):
+        if field.name not in values or field.default is MISSING:
+            continue
+        value, default = values[field.name], field.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise ConfigError(
+                f"{prefix}.{field.name} must be {type(default).__name__ if not isinstance(default, tuple) else 'a list of ints'}, "
+                f"got {value!r}."
+            )
+
+
+_DESIRABILITY = {"desirable": 1.0, "undesirable": 0.0}
+
+
+def _segment_values(
+    segment: Segment, cache: dict[int, dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    trajectory = segment.trajectory
+    if trajectory.pk not in cache:
+        cache[trajectory.pk] = load_npz(trajectory.arrays.name)
+    arrays = cache[trajectory.pk]
+    return {
+        key: arrays[key][segment.start : segment.end]
+        for key in ("observations", "actions", "rewards")
+        if key in arrays
+    }
+
+
+def build_dataset(
+    judgements: list[Judgement], *, segment_length: int
+) -> tuple[PreferenceDataset, dict[str, Any]]:
+    """Rows → core arrays. Returns the dataset and a JSON snapshot of what went in.
+
+    Segments shorter than ``segment_length`` (a trajectory's tail) are left out with their
+    pairs: Bradley–Terry compares sums of rewards, fair only over equal lengths. A segment's
+    desirability is its labels' common answer (NaN when unsure or when annotators disagree).
+    True returns are given only when every segment has one.
+    """
+    index: dict[int, int] = {}
+    observations: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    true_returns: list[float | None] = []
+    labels: list[set[float]] = []
+    pairs: list[tuple[int, int]] = []
+    preferences: list[float] = []
+    used: list[int] = []
+    skipped_short = 0
+    cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def segment_index(segment: Segment) -> int | None:
+        if segment.pk in index:
+            return index[segment.pk]
+        if segment.end - segment.start != segment_length:
+            return None
+        values = _segment_values(segment, cache)
+        observations.append(values["observations"].astype(np.float32).reshape(segment_length, -1))
+        actions.append(values["actions"].astype(np.float32).reshape(segment_length, -1))
+        if segment.true_return is not None:
+            true_returns.append(float(segment.true_return))
+        elif "rewards" in values:
+            true_returns.append(float(values["rewards"].sum()))
+        else:
+            true_returns.append(None)
+        labels.append(set())
+        index[segment.pk] = len(observations) - 1
+        return index[segment.pk]
+
+    for judgement in judgements:
+        probability = judgement.preferred_a_probability
+        if probability is None:
+            continue
+        a = segment_index(judgement.pair.segment_a)
+        b = segment_index(judgement.pair.segment_b)
+        if a is None or b is None:
+            skipped_short += 1
+            continue
+        pairs.append((a, b))
+        preferences.append(probability)
+        used.append(judgement.pk)
+        for seg, answer in ((a, judgement.desirability_a), (b, judgement.desirability_b)):
+            labels[seg].add(_DESIRABILITY.get(answer, math.nan))
+
+    if not pairs:
+        raise NotEnoughData(
+            "The campaign has no usable judgements yet (A/B/equal answers on full-length segments, "
+            "from annotators not excluded); collect some labels first."
+        )
+    desirability = np.array(
+        [next(iter(s)) if len(s) == 1 else math.nan for s in labels], dtype=np.float32
+    )
+    known = (
+        None if any(r is None for r in true_returns) else np.array(true_returns, dtype=np.float32)
+    )
+    dataset = PreferenceDataset(
+        observations=np.stack(observations),  # (N, T, obs_dim)
+        actions=np.stack(actions),  # (N, T, act_dim)
+        pairs=np.array(pairs, dtype=np.int64),
+        preferences=np.array(preferences, dtype=np.float32),
+        desirability=desirability,
+        true_returns=known,
+    )
+    snapshot = {
+        "judgement_ids": used,
+        "num_judgements": len(used),
+        "num_segments": dataset.num_segments,
+        "num_skipped_short_segments": skipped_short,
+        "segment_length": segment_length,
+    }
+    return dataset, snapshot
+
+
+class RunReporter:
+    """The trainer's callback: writes progress, metrics and a heartbeat to the run row, and
+    stops training when someone asked to cancel. Writes at most every ``min_interval_s``
+    (plus every epoch end), each with ``update_fields`` so the site's cancel flag survives."""
+
+    def __init__(self, run: TrainingRun, *, max_epochs: int, min_interval_s: float = 0.5) -> None:
+        self.run = run
+        self.max_epochs = max_epochs
+        self.min_interval_s = min_interval_s
+        self._last_write = 0.0
+
+    def on_step(self, step: int, metrics: Mapping[str, float]) -> bool:
+        run = self.run
+        epoch = float(metrics.get("epoch", 0.0))
+        epoch_end = "step" in metrics  # the trainer's end-of-epoch record carries the step count
+        if epoch_end:
+            # Kept in memory every epoch; written with the throttled save below and at the end.
+            run.metrics.append({"step": step, **{k: _json_float(v) for k, v in metrics.items()}})
+        now = time.monotonic()
+        if now - self._last_write < self.min_interval_s and not (
+            epoch_end and epoch >= self.max_epochs
+        ):
+            return True
+        self._last_write = now
+        run.heartbeat_at = timezone.now()
+        run.progress = min(1.0, (epoch if epoch_end else max(epoch - 1.0, 0.0)) / self.max_epochs)
+        run.save(update_fields=["heartbeat_at", "progress", "metrics"])
+        # Read the cancel flag fresh: the site sets it from another process.
+        return not TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+
+
+def _json_float(value: float) -> float | None:
+    return None if not math.isfinite(value) else float(value)
+
+
+def train_run(run: TrainingRun) -> ModelVersion | None:
+    """Train a claimed (running) run to the end. Returns the registered version, or None when
+    the run was cancelled (its status is then ``cancelled``). Exceptions propagate to the job,
+    which records them."""
+    config = RunConfig.from_dict(run.config)
+    torch.set_num_threads(1)  # small nets train faster on one thread (STACK.md)
+    if run.dataset.get("judgement_ids"):
+        judgements = list(
+            selectors.judgements_for_training(campaign=run.campaign).filter(
+                pk__in=run.dataset["judgement_ids"]
+            )
+        )
+    else:
+        judgements = list(selectors.judgements_for_training(campaign=run.campaign))
+    dataset, snapshot = build_dataset(judgements, segment_length=run.campaign.segment_length)
+    run.dataset = {**run.dataset, **snapshot}
+    run.save(update_fields=["dataset"])
+
+    run.metrics = []  # a re-queued run starts its series again
+    reporter = RunReporter(run, max_epochs=config.train.max_epochs)
+    ensemble, result = train_reward_model(dataset, config.net, config.train, callback=reporter)
+    summary = {
+        k: _json_float(v) if isinstance(v, float) else v for k, v in result.summary().items()
+    }
+    cancelled = TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"run-{run.pk}.pt"
+        save_reward_model(
+            path, ensemble, train_config=config.train, extra={"run": run.pk, "result": summary}
+        )
+        with path.open("rb") as handle:
+            run.checkpoint.save(path.name, File(handle), save=False)
+        run.device = result.device
+        run.result = summary
+        run.save(update_fields=["checkpoint", "device", "result", "metrics"])
+        if cancelled:
+            return None
+        version = ModelVersion(run=run, campaign=run.campaign, kind=run.kind, metrics=summary)
+        with path.open("rb") as handle:
+            version.artifact.save(f"{run.kind}-run-{run.pk}.pt", File(handle), save=False)
+        version.save()
+    return version

@@ -1,0 +1,168 @@
+"""Writes for the learning app: enqueue, cancel and sweep training runs; promote models."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from feedback.models import Campaign
+from learning import selectors
+from learning.models import ModelKind, ModelVersion, TrainingRun
+from learning.runner import RunConfig
+
+
+class RunNotCancellable(ValueError):
+    """The run already finished."""
+
+
+def run_enqueue(
+    *,
+    campaign: Campaign,
+    config: RunConfig,
+    triggered_by: Any | None,
+    kind: str = ModelKind.REWARD_MODEL,
+) -> TrainingRun:
+    """Create a queued run with a frozen config and the ids of the judgements it will use, and
+    hand it to the task queue once the row is committed (a worker must be able to see it)."""
+    from learning.jobs import train_reward_model_job  # the job module imports the runner
+
+    judgement_ids = list(
+        selectors.judgements_for_training(campaign=campaign).values_list("id", flat=True)
+    )
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            kind=kind,
+            campaign=campaign,
+            config=config.to_dict(),
+            dataset={"judgement_ids": judgement_ids, "num_judgements": len(judgement_ids)},
+            triggered_by=triggered_by,
+        )
+        transaction.on_commit(lambda: train_reward_model_job.enqueue(run.pk))
+    return run
+
+
+def run_claim(*, run_id: int) -> TrainingRun | None:
+    """Move a queued run to running with one conditional UPDATE; None when another worker got
+    it first or it is no longer queued (healthchecks' ``sendalerts`` claim pattern)."""
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.RUNNING, started_at=now, heartbeat_at=now, progress=0.0
+    )
+    if not claimed:
+        return None
+    run = TrainingRun.objects.select_related("campaign").get(pk=run_id)
+    run.attempts += 1
+    run.save(update_fields=["attempts"])
+    return run
+
+
+def run_finish(*, run: TrainingRun, status: str, log: str = "") -> None:
+    """Close a running run; only a run still ``running`` is changed (a sweep may have failed it)."""
+    fields: dict[str, Any] = {"status": status, "finished_at": timezone.now()}
+    if status == TrainingRun.Status.SUCCEEDED:
+        fields["progress"] = 1.0
+    if log:
+        fields["log"] = (run.log + "\n" + log).strip()
+    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(**fields)
+
+
+def run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """A queued run is cancelled at once; a running one is asked to stop, and its worker stops
+    at the next report (``RunReporter``). Finished runs raise ``RunNotCancellable``."""
+    now = timezone.now()
+    if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.CANCELLED, cancel_requested=True, finished_at=now
+    ):
+        pass
+    elif not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+        cancel_requested=True
+    ):
+        run.refresh_from_db()
+        raise RunNotCancellable(
+            f"Run {run.pk} is already {run.status}; only queued or running runs can be cancelled."
+        )
+    run.refresh_from_db()
+    return run
+
+
+def run_mark_stale(
+    *, stale_after_s: float = 300.0, requeue: bool = False, now: Any = None
+) -> list[int]:
+    """Runs still ``running`` whose heartbeat is older than ``stale_after_s`` lost their worker
+    (killed, OOM, machine gone). Each becomes ``failed`` with a note in its log, or with
+    ``requeue`` goes back to ``queued`` and is enqueued again. Returns the ids touched.
+
+    Each row changes with a conditional UPDATE, so a worker that wakes up and heartbeats at the
+    same moment is not overwritten: its later ``run_finish`` finds the run no longer running.
+    """
+    from learning.jobs import train_reward_model_job
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=stale_after_s)
+    lapsed = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    touched: list[int] = []
+    for run in TrainingRun.objects.filter(lapsed, status=TrainingRun.Status.RUNNING):
+        note = (
+            f"[{now:%Y-%m-%d %H:%M:%S}] No heartbeat for {stale_after_s:g} s: the worker was lost."
+        )
+        if requeue:
+            changed = TrainingRun.objects.filter(
+                lapsed, pk=run.pk, status=TrainingRun.Status.RUNNING
+            ).update(
+                status=TrainingRun.Status.QUEUED,
+                log=(run.log + "\n" + note + " Re-queued.").strip(),
+            )
+            if changed:
+                transaction.on_commit(lambda pk=run.pk: train_reward_model_job.enqueue(pk))
+        else:
+            changed = TrainingRun.objects.filter(
+                lapsed, pk=run.pk, status=TrainingRun.Status.RUNNING
+            ).update(
+                status=TrainingRun.Status.FAILED,
+                finished_at=now,
+                log=(run.log + "\n" + note).strip(),
+            )
+        if changed:
+            touched.append(run.pk)
+    return touched
+
+
+@transaction.atomic
+def model_version_promote(*, version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the one promoted model of its campaign and kind. Promoting an older
+    version is the rollback. The partial unique constraint guards the invariant; demoting first
+    in the same transaction keeps it satisfied."""
+    list(
+        ModelVersion.objects.select_for_update().filter(
+            campaign_id=version.campaign_id, kind=version.kind
+        )
+    )
+    ModelVersion.objects.filter(
+        campaign_id=version.campaign_id, kind=version.kind, promoted=True
+    ).exclude(pk=version.pk).update(promoted=False)
+    ModelVersion.objects.filter(pk=version.pk).update(promoted=True, promoted_at=timezone.now())
+    version.refresh_from_db()
+    return version
+
+
+def model_version_rollback(
+    *, campaign: Campaign, kind: str = ModelKind.REWARD_MODEL
+) -> ModelVersion | None:
+    """Promote the newest version created before the currently promoted one; None if there is none."""
+    current = selectors.model_version_promoted(campaign=campaign, kind=kind)
+    if current is None:
+        return None
+    previous = (
+        ModelVersion.objects.filter(
+            campaign=campaign, kind=kind, created_at__lte=current.created_at
+        )
+        .exclude(pk=current.pk)
+        .filter(Q(created_at__lt=current.created_at) | Q(pk__lt=current.pk))
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return model_version_promote(version=previous) if previous is not None else None
