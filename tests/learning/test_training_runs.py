@@ -543,3 +543,34 @@ def test_the_schema_documents_the_learning_endpoints(
     assert {"201", "400", "403"} <= set(
         schema["paths"]["/api/v1/learning/runs/"]["post"]["responses"]
     )
+
+
+def test_a_run_without_usable_judgements_fails_with_the_reason_in_its_log(
+    quick_campaign: Callable[..., Any],  # noqa: F811
+) -> None:
+    from learning.jobs import train_reward_model_job
+
+    campaign = quick_campaign(name="unlabelled", pairs=3)
+    run = services.run_enqueue(
+        campaign=campaign, config=RunConfig.from_dict(TINY), triggered_by=None
+    )
+    assert train_reward_model_job.call(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.status == "failed" and run.finished_at is not None
+    assert "NotEnoughData" in run.log and "collect some labels first" in run.log
+    assert not run.model_versions.exists()
+
+
+def test_watching_a_run_costs_a_fixed_number_of_queries(
+    labelled: Any,
+    researcher: Any,
+    api_client_for: Callable[..., Any],
+    django_assert_num_queries: Any,
+) -> None:
+    run = services.run_enqueue(
+        campaign=labelled, config=RunConfig.from_dict(TINY), triggered_by=researcher
+    )
+    client = api_client_for(researcher)
+    # token+user+groups (auth), the run with campaign and user, its model versions
+    with django_assert_num_queries(3):
+        assert client.get(f"/api/v1/learning/runs/{run.pk}/").status_code == 200
