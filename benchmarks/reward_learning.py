@@ -11,9 +11,14 @@ time of ``train_reward_model``.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reward_learning.py
 
-Writes ``benchmarks/results/reward_learning.json`` and prints a Markdown table. The
-side-by-side with ``imitation`` 1.0.1 (its own virtualenv) will read the same pool from
-``--save-pool``.
+Writes ``benchmarks/results/reward_learning.json`` and prints a Markdown table.
+
+Side by side with ``imitation`` 1.0.1 (in its own virtualenv, never imported here): with
+``--imitation-python /tmp/imitation-venv/bin/python`` the same pool and pairs are written to
+an ``.npz`` (``--save-pool``, or a temporary file) and ``benchmarks/reward_learning_imitation.py``
+runs under that interpreter on the same budgets and seeds; one table compares PrefLab (K = 1,
+the same single 32-32 net) with imitation, and ``--compare-out`` gets both systems' runs.
+``benchmarks/reward_learning_compare.sh`` is the one-command driver.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -115,7 +122,26 @@ def main() -> None:
     parser.add_argument(
         "--save-pool", type=Path, default=None, help="also write the pool and pairs as .npz"
     )
+    parser.add_argument(
+        "--imitation-python",
+        type=Path,
+        default=None,
+        help="python of a virtualenv with imitation 1.0.1: also run the side-by-side",
+    )
+    parser.add_argument(
+        "--imitation-epochs",
+        type=int,
+        default=200,
+        help="imitation has no early stopping; 200 = its initial_epoch_multiplier default",
+    )
+    parser.add_argument(
+        "--compare-out",
+        type=Path,
+        default=REPO / "benchmarks" / "results" / "reward_learning_compare.json",
+    )
     args = parser.parse_args()
+    if args.imitation_python and 1 not in args.ensemble_size:
+        parser.error("the side-by-side compares K = 1; include 1 in --ensemble-size")
     torch.set_num_threads(1)
 
     started = time.perf_counter()
@@ -135,9 +161,13 @@ def main() -> None:
     )
     test_pairs, test_labels = pairs[: args.test_pairs], labels[: args.test_pairs]
     train_pairs_all, train_labels_all = pairs[args.test_pairs :], labels[args.test_pairs :]
-    if args.save_pool:
+    scratch = tempfile.TemporaryDirectory()
+    pool_path = args.save_pool
+    if pool_path is None and args.imitation_python:
+        pool_path = Path(scratch.name) / "pool.npz"
+    if pool_path:
         np.savez_compressed(
-            args.save_pool,
+            pool_path,
             **pool,
             test_pairs=test_pairs,
             test_labels=test_labels,
@@ -189,6 +219,10 @@ def main() -> None:
                         "epochs": result.epochs,
                         "steps": result.steps,
                         "stop_reason": result.stop_reason,
+                        "train_pairs": result.num_train_pairs,
+                        "pair_epochs_per_s": result.epochs
+                        * result.num_train_pairs
+                        / result.wall_time_s,
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
@@ -206,6 +240,7 @@ def main() -> None:
                     "pearson": statistics.mean(r["pearson"] for r in group),
                     "wall_time_s": statistics.mean(r["wall_time_s"] for r in group),
                     "epochs": statistics.mean(r["epochs"] for r in group),
+                    "pair_epochs_per_s": statistics.mean(r["pair_epochs_per_s"] for r in group),
                 }
             )
     report = {
@@ -237,6 +272,93 @@ def main() -> None:
         print(
             f"| {s['ensemble_size']} | {s['budget']} | {s['test_accuracy']:.3f} / {s['test_accuracy_min']:.3f} "
             f"| {s['pearson']:.3f} | {s['wall_time_s']:.2f} | {s['epochs']:.0f} |"
+        )
+    if args.imitation_python:
+        compare(args, pool_path, report)
+    scratch.cleanup()
+
+
+def compare(args: argparse.Namespace, pool_path: Path, preflab: dict[str, Any]) -> None:
+    """Run imitation's side on the same pool in its own interpreter; print and save the table."""
+    imitation_out = args.compare_out.with_name("reward_learning_imitation.json")
+    command = [
+        str(args.imitation_python),
+        str(REPO / "benchmarks" / "reward_learning_imitation.py"),
+        "--pool",
+        str(pool_path),
+        "--budgets",
+        *map(str, args.budgets),
+        "--seeds",
+        str(args.seeds),
+        "--epochs",
+        str(args.imitation_epochs),
+        "--hidden",
+        *map(str, args.hidden),
+        "--out",
+        str(imitation_out),
+    ]
+    print("\n$ " + " ".join(command), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    subprocess.run(command, check=True, env=env)
+    peer = json.loads(imitation_out.read_text())
+
+    rows = []
+    for budget in args.budgets:
+        ours = next(
+            s for s in preflab["summary"] if s["ensemble_size"] == 1 and s["budget"] == budget
+        )
+        theirs = next(s for s in peer["summary"] if s["budget"] == budget)
+        accuracy_gap = ours["test_accuracy"] - theirs["test_accuracy"]
+        speedup = theirs["wall_time_s"] / ours["wall_time_s"]
+        rows.append(
+            {
+                "budget": budget,
+                "preflab": ours,
+                "imitation": theirs,
+                "accuracy_gap": accuracy_gap,
+                "speedup_wall_time": speedup,
+                "speedup_pair_epochs_per_s": ours["pair_epochs_per_s"]
+                / theirs["pair_epochs_per_s"],
+                "accuracy_target_met": accuracy_gap >= -0.01,
+                "speed_target_met": speedup >= 20.0,
+            }
+        )
+    comparison = {
+        "machine": preflab["machine"],
+        "imitation_machine": peer["machine"],
+        "settings": preflab["settings"],
+        "imitation_settings": peer["settings"],
+        "preflab_runs": preflab["runs"],
+        "imitation_runs": peer["runs"],
+        "comparison": rows,
+    }
+    args.compare_out.parent.mkdir(parents=True, exist_ok=True)
+    args.compare_out.write_text(json.dumps(comparison, indent=2))
+
+    print(
+        f"\nPrefLab K = 1 (early stopping) vs imitation {peer['machine']['imitation']} "
+        f"({args.imitation_epochs} epochs); mean of {args.seeds} seeds; accuracy mean / min\n"
+    )
+    print(
+        "| labels | PrefLab accuracy | imitation accuracy | Δ | PrefLab Pearson | imitation Pearson "
+        "| PrefLab s (epochs) | imitation s (epochs) | speed-up | pair-epochs/s ratio | targets |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ours, theirs = r["preflab"], r["imitation"]
+        verdict = (
+            ("acc ok" if r["accuracy_target_met"] else "ACC FAIL")
+            + ", "
+            + ("speed ok" if r["speed_target_met"] else "SPEED FAIL")
+        )
+        print(
+            f"| {r['budget']} "
+            f"| {ours['test_accuracy']:.3f} / {ours['test_accuracy_min']:.3f} "
+            f"| {theirs['test_accuracy']:.3f} / {theirs['test_accuracy_min']:.3f} "
+            f"| {r['accuracy_gap']:+.3f} | {ours['pearson']:.3f} | {theirs['pearson']:.3f} "
+            f"| {ours['wall_time_s']:.2f} ({ours['epochs']:.0f}) "
+            f"| {theirs['wall_time_s']:.2f} ({theirs['epochs']}) "
+            f"| {r['speedup_wall_time']:.1f}× | {r['speedup_pair_epochs_per_s']:.1f}× | {verdict} |"
         )
 
 
