@@ -241,15 +241,12 @@ def train_run(run: TrainingRun) -> ModelVersion | None:
     which records them."""
     config = RunConfig.from_dict(run.config)
     torch.set_num_threads(1)  # small nets train faster on one thread (STACK.md)
-    if run.dataset.get("judgement_ids"):
-        judgements = list(
-            selectors.judgements_for_training(campaign=run.campaign).filter(
-                pk__in=run.dataset["judgement_ids"]
-            )
-        )
-    else:
-        judgements = list(selectors.judgements_for_training(campaign=run.campaign))
-    dataset, snapshot = build_dataset(judgements, segment_length=run.campaign.segment_length)
+    # The ids frozen at enqueue time: labels that arrive later (or exclusions made since) wait
+    # for the next run, and a re-queued run trains on the same data as its first attempt.
+    judgements = selectors.judgements_for_training(campaign=run.campaign)
+    if "judgement_ids" in run.dataset:
+        judgements = judgements.filter(pk__in=run.dataset["judgement_ids"])
+    dataset, snapshot = build_dataset(list(judgements), segment_length=run.campaign.segment_length)
     run.dataset = {**run.dataset, **snapshot}
     run.save(update_fields=["dataset"])
 
