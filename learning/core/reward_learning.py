@@ -9,7 +9,9 @@ Recipe (Christiano et al. 2017, §2.2.3; the ensemble is trained as one batched 
    members in one forward pass, sums rewards into segment returns and takes an Adam step on
    the Bradley–Terry loss (plus the desirability loss when clips carry labels).
 4. After each epoch: held-out loss and accuracy; keep the best epoch's weights; stop after
-   ``patience`` epochs without improvement, or when the callback says stop.
+   ``patience`` epochs without improvement, or when the callback says stop; otherwise hand a
+   :class:`TrainingState` to the callback's ``on_checkpoint`` (when it has one), from which a
+   later call continues exactly where this one was (``start=``).
 5. Restore the best weights, standardise the output, compute held-out accuracy, ECE and the
    correlation with the true return.
 """
@@ -25,18 +27,63 @@ from typing import Any
 
 import torch
 
-from learning.core.callbacks import TrainingCallback
+from learning.core.callbacks import CheckpointCallback, TrainingCallback
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
 from learning.core.data import PreferenceDataset
 from learning.core.losses import bradley_terry_loss, desirability_loss, preference_probability
 from learning.core.metrics import expected_calibration_error, pearson, preference_accuracy, spearman
 from learning.core.nets import RewardEnsemble
 
-__all__ = ["TrainingResult", "resolve_device", "segment_returns", "train_reward_model"]
+__all__ = [
+    "ResumeMismatch",
+    "TrainingResult",
+    "TrainingState",
+    "resolve_device",
+    "segment_returns",
+    "train_reward_model",
+]
 
 
 class DeviceUnavailable(RuntimeError):
     """CUDA was asked for on a machine without it."""
+
+
+class ResumeMismatch(ValueError):
+    """A starting state was saved for another net shape or dataset than the one given."""
+
+
+@dataclass
+class TrainingState:
+    """Where training stands after ``epoch`` complete epochs: everything the loop carries from
+    one epoch to the next, so training from it continues rather than restarts (same weights,
+    same Adam moments, same random draws, same early-stopping bookkeeping).
+
+    Only tensors, numbers, strings, lists and dicts, so a checkpoint of it loads with
+    ``torch.load(weights_only=True)``. The trainer hands out its live tensors (no copies):
+    save or copy them before ``on_checkpoint`` returns.
+    """
+
+    net_config: RewardNetConfig
+    train_config: RewardTrainingConfig
+    obs_shape: tuple[int, ...]
+    act_dim: int
+    epoch: int
+    """Epochs completed; training goes on with epoch ``epoch + 1``."""
+    step: int
+    """Optimiser steps taken so far."""
+    model: dict[str, torch.Tensor]
+    """The ensemble's state dict now (input-normalisation buffers included)."""
+    optimiser: dict[str, Any]
+    """Adam's state dict (moments and step counts)."""
+    generator: torch.Tensor
+    """The CPU generator's state (``torch.Generator.get_state()``, a uint8 tensor): the next
+    epoch's bootstrap draws come from it."""
+    best_loss: float
+    best_epoch: int
+    bad_epochs: int
+    best_model: dict[str, torch.Tensor] | None
+    """The best epoch's weights so far (restored at the end), or None before any."""
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -147,11 +194,28 @@ def _held_out_predictions(
     return returns[:, inverse], pairs, unique
 
 
+def _check_start(
+    start: TrainingState, net_config: RewardNetConfig, data: PreferenceDataset
+) -> None:
+    if start.net_config != net_config:
+        raise ResumeMismatch(
+            f"The starting state was saved for net {start.net_config}, not {net_config}; "
+            "resume with the configs it was saved with, or train from scratch."
+        )
+    if tuple(start.obs_shape) != tuple(data.obs_shape) or start.act_dim != data.act_dim:
+        raise ResumeMismatch(
+            f"The starting state expects observations {tuple(start.obs_shape)} and act_dim "
+            f"{start.act_dim}; the dataset has {tuple(data.obs_shape)} and {data.act_dim}."
+        )
+
+
 def train_reward_model(
     dataset: PreferenceDataset,
     net_config: RewardNetConfig,
     train_config: RewardTrainingConfig,
     callback: TrainingCallback | None = None,
+    *,
+    start: TrainingState | None = None,
 ) -> tuple[RewardEnsemble, TrainingResult]:
     """Fit a K-member reward ensemble to ``dataset``'s preferences; see the module docstring.
 
@@ -160,6 +224,13 @@ def train_reward_model(
     set) with float metrics (``epoch``, ``train_loss``, ``train_accuracy``, and after epochs
     ``held_out_loss``, ``held_out_accuracy``); returning False stops training, keeping the best
     weights so far.
+
+    If the callback also has ``on_checkpoint(state)`` (:class:`CheckpointCallback`), it gets a
+    :class:`TrainingState` after every epoch that training goes on from; passing such a state
+    back as ``start`` resumes at the next epoch, and training N epochs, saving, loading and
+    training on to 2N gives the same weights as 2N epochs in one call (on CPU, bit for bit).
+    ``train_config`` may differ from the state's in ``max_epochs`` (to extend a run); the
+    split, resampling and net shape come from the same seed and configs.
     """
     cfg = train_config
     started = time.perf_counter()
@@ -178,6 +249,7 @@ def train_reward_model(
     )
     ensemble.fit_input_normalisation(data.observations, data.actions)
     optimiser = torch.optim.Adam(ensemble.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    checkpointer = callback if isinstance(callback, CheckpointCallback) else None
     use_autocast = device.type == "cuda" and cfg.mixed_precision
     members, length, obs_shape = ensemble.members, data.segment_length, data.obs_shape
     n_train = int(train_index.numel())
@@ -210,9 +282,26 @@ def train_reward_model(
     history: list[dict[str, float]] = []
     step, epoch, stop_reason = 0, 0, "max_epochs"
     train_loss = math.nan
+    if start is not None:
+        _check_start(start, net_config, data)
+        # The generator already made the initial weights above; the state's weights replace
+        # them and its generator state replaces the generator's, so the draws continue.
+        ensemble.load_state_dict(start.model)
+        optimiser.load_state_dict(start.optimiser)
+        generator.set_state(start.generator.cpu())
+        best_loss, best_epoch, bad_epochs = start.best_loss, start.best_epoch, start.bad_epochs
+        best_state = (
+            {k: v.to(device) for k, v in start.best_model.items()}
+            if start.best_model is not None
+            else None
+        )
+        history = [dict(record) for record in start.history]
+        step, epoch = start.step, start.epoch
+        train_loss = history[-1]["train_loss"] if history else math.nan
+    first_epoch = epoch + 1
 
     # 3. Epochs of minibatch steps, all members at once.
-    for epoch in range(1, cfg.max_epochs + 1):
+    for epoch in range(first_epoch, cfg.max_epochs + 1):
         if cfg.bootstrap:
             draw = torch.randint(n_train, (members, n_train), generator=generator)
         else:
@@ -293,6 +382,25 @@ def train_reward_model(
         if cfg.patience and held_index.numel() and bad_epochs >= cfg.patience:
             stop_reason = "early_stopping"
             break
+        if checkpointer is not None:
+            checkpointer.on_checkpoint(
+                TrainingState(
+                    net_config=net_config,
+                    train_config=cfg,
+                    obs_shape=tuple(data.obs_shape),
+                    act_dim=data.act_dim,
+                    epoch=epoch,
+                    step=step,
+                    model=ensemble.state_dict(),
+                    optimiser=optimiser.state_dict(),
+                    generator=generator.get_state(),
+                    best_loss=best_loss,
+                    best_epoch=best_epoch,
+                    bad_epochs=bad_epochs,
+                    best_model=best_state,
+                    history=list(history),
+                )
+            )
 
     # 5. Best weights, output normalisation, final metrics.
     if best_state is not None:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from learning.core.callbacks import RecordingCallback
-from learning.core.checkpoints import RewardCheckpointError, load_reward_model, save_reward_model
+from learning.core.checkpoints import (
+    RewardCheckpointError,
+    load_reward_model,
+    load_training_state,
+    save_reward_model,
+    save_training_state,
+)
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
 from learning.core.data import PreferenceDataError, PreferenceDataset
 from learning.core.nets import RewardEnsemble
-from learning.core.reward_learning import train_reward_model
+from learning.core.reward_learning import ResumeMismatch, TrainingState, train_reward_model
 
 torch.set_num_threads(1)
 
@@ -215,3 +223,64 @@ def test_checkpoint_loader_refuses_foreign_files(tmp_path) -> None:
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(RewardCheckpointError, match="not a PrefLab"):
         load_reward_model(other)
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+class SavingCallback:
+    """Saves every training state it is handed to ``path`` (the last one wins)."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+        self.epochs: list[int] = []
+
+    def on_step(self, step: int, metrics) -> bool:
+        return True
+
+    def on_checkpoint(self, state: TrainingState) -> None:
+        save_training_state(self.path, state)
+        self.epochs.append(state.epoch)
+
+
+def test_n_epochs_then_save_load_and_n_more_equal_2n_epochs_in_one_go(tmp_path) -> None:
+    dataset = linear_reward_dataset(segments=60, pairs=120)
+    # patience > epochs: the early-stopping bookkeeping is carried, not triggered.
+    config = RewardTrainingConfig(lr=3e-3, batch_size=16, max_epochs=6, patience=20, seed=5)
+    straight, straight_result = train_reward_model(dataset, SMALL_NET, config)
+
+    saver = SavingCallback(tmp_path / "state.pt")
+    train_reward_model(dataset, SMALL_NET, replace(config, max_epochs=3), callback=saver)
+    assert saver.epochs == [1, 2, 3]
+    state = load_training_state(tmp_path / "state.pt")
+    assert state.epoch == 3 and len(state.history) == 3 and state.best_model is not None
+    resumed, resumed_result = train_reward_model(dataset, SMALL_NET, config, start=state)
+
+    # Bit for bit on the CPU: same weights, Adam moments, draws and best-epoch choice.
+    for name, tensor in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, atol=0, rtol=0)
+    assert resumed_result.history == straight_result.history
+    assert (resumed_result.epochs, resumed_result.steps, resumed_result.best_epoch) == (
+        straight_result.epochs,
+        straight_result.steps,
+        straight_result.best_epoch,
+    )
+    assert resumed_result.held_out_accuracy == straight_result.held_out_accuracy
+
+
+def test_a_training_state_loads_weights_only_and_refuses_a_different_net(tmp_path) -> None:
+    dataset = linear_reward_dataset(segments=30, pairs=40)
+    saver = SavingCallback(tmp_path / "state.pt")
+    config = RewardTrainingConfig(max_epochs=1, seed=1)
+    train_reward_model(dataset, SMALL_NET, config, callback=saver)
+    payload = torch.load(tmp_path / "state.pt", weights_only=True)  # no pickled objects inside
+    assert payload["training"]["epoch"] == 1
+    assert load_reward_model(tmp_path / "state.pt").ensemble.members == 3  # weights load too
+
+    state = load_training_state(tmp_path / "state.pt")
+    with pytest.raises(ResumeMismatch, match="saved for net"):
+        train_reward_model(dataset, replace(SMALL_NET, ensemble_size=2), config, start=state)
+    ensemble, _ = train_reward_model(dataset, SMALL_NET, config)
+    save_reward_model(tmp_path / "model.pt", ensemble)
+    with pytest.raises(RewardCheckpointError, match="not a training state"):
+        load_training_state(tmp_path / "model.pt")
