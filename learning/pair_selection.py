@@ -200,12 +200,18 @@ def pairs_select_active(
     pairs created: fewer than ``count`` only when fewer new pairs exist.
 
     Raises ``NoPromotedModel`` when no version is promoted, ``NotEnoughSegments`` when fewer
-    than two full-length segments are ready, ``ValueError`` for bad counts or a model that
-    does not fit the segments.
+    than two full-length segments are ready, ``ValueError`` for bad counts, a one-member model
+    or a model that does not fit the segments.
     """
     candidates = _check_counts(count, candidates)
     version = promoted_reward_model(campaign)
     checkpoint = _load_version(version, device)
+    if checkpoint.ensemble.members < 2:
+        raise ValueError(
+            f"The promoted reward model (version {version.pk}) has a single member, so it has no "
+            "disagreement to score pairs by: retrain with ensemble_size ≥ 2, or select pairs at "
+            "random (--selector random)."
+        )
     segments = candidate_segments(campaign)
     pool = _candidate_pool(campaign, segments, candidates, seed)
     if not len(pool):

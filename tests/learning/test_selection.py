@@ -151,14 +151,14 @@ def label_all(campaign: Any, annotators: list[Any]) -> int:
 
 
 def register_trained_version(
-    campaign: Any, tmp_path: Any, *, promoted: bool = True
+    campaign: Any, tmp_path: Any, *, promoted: bool = True, members: int = 3
 ) -> ModelVersion:
     """Train a tiny 3-member ensemble on the campaign's judgements, in-process, and register it
     as a model version the way the runner does (run row + checkpoint artifact)."""
     torch.set_num_threads(1)
     judgements = list(selectors.judgements_for_training(campaign=campaign))
     dataset, snapshot = build_dataset(judgements, segment_length=campaign.segment_length)
-    net = RewardNetConfig(hidden_sizes=(8,), ensemble_size=3)
+    net = RewardNetConfig(hidden_sizes=(8,), ensemble_size=members)
     train = RewardTrainingConfig(max_epochs=3, batch_size=4, device="cpu", held_out_fraction=0.0)
     ensemble, _ = train_reward_model(dataset, net, train)
     path = tmp_path / "model.pt"
@@ -291,3 +291,12 @@ def test_the_command_selects_pairs_and_errors_clearly_without_a_promoted_model(
         call_command("select_pairs", campaign=999999, count=3)
     with pytest.raises(CommandError, match="candidates"):
         call_command("select_pairs", campaign=labelled.pk, count=5, candidates=2)
+
+
+def test_a_one_member_model_is_refused_rather_than_stamping_arbitrary_pairs(
+    labelled: Any, tmp_path: Any
+) -> None:
+    register_trained_version(labelled, tmp_path, members=1)
+    with pytest.raises(CommandError, match="single member.*ensemble_size ≥ 2"):
+        call_command("select_pairs", campaign=labelled.pk, count=3)
+    assert Pair.objects.filter(campaign=labelled).count() == 8
