@@ -9,7 +9,7 @@ from django.db.models import Exists, OuterRef
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
-from feedback.roles import ROLES, set_cached_roles
+from feedback.roles import ROLES, SIMULATED, set_cached_roles
 
 
 class RoleAwareTokenAuthentication(TokenAuthentication):
@@ -21,6 +21,8 @@ class RoleAwareTokenAuthentication(TokenAuthentication):
         flags = {
             f"has_{role}": Exists(Group.objects.filter(user=OuterRef("user_id"), name=role)) for role in ROLES
         }
+        # Not a role: whether the caller's judgements are recorded as simulated.
+        flags["is_simulated"] = Exists(Group.objects.filter(user=OuterRef("user_id"), name=SIMULATED))
         try:
             token = model.objects.select_related("user").annotate(**flags).get(key=key)
         except model.DoesNotExist:
@@ -29,4 +31,5 @@ class RoleAwareTokenAuthentication(TokenAuthentication):
         if not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive or deleted.")
         set_cached_roles(user, {role for role in ROLES if getattr(token, f"has_{role}")})
+        user._preflab_simulated = token.is_simulated
         return user, token

@@ -11,6 +11,8 @@ ANNOTATOR = "annotator"
 RESEARCHER = "researcher"
 ADMIN = "admin"
 ROLES = (ANNOTATOR, RESEARCHER, ADMIN)
+# Not a role: members' judgements are recorded as simulated (manage.py simulate_annotators).
+SIMULATED = "simulated"
 
 
 def ensure_groups() -> None:

@@ -19,7 +19,7 @@ from feedback.apis.common import (
     _validated,
 )
 from feedback.models import Assignment, Campaign, Judgement, Pair
-from feedback.roles import CanLabel, HasAnyRole
+from feedback.roles import SIMULATED, CanLabel, HasAnyRole
 from feedback.services.annotation import AnnotationError, to_screen
 
 # --- campaigns -------------------------------------------------------------------------------
@@ -141,6 +141,15 @@ class CampaignNextApi(APIView):
 # --- judgements ------------------------------------------------------------------------------
 
 
+def _is_simulated(user: Any) -> bool:
+    """Members of the ``simulated`` group are scripts (manage.py simulate_annotators). Token
+    auth loads the flag with the token; a session caller costs one query."""
+    flag = getattr(user, "_preflab_simulated", None)
+    if flag is None:
+        flag = user.groups.filter(name=SIMULATED).exists()
+    return bool(flag)
+
+
 class JudgementApi(APIView):
     """Record the caller's answer for an assignment (screen terms: left/right).
 
@@ -201,7 +210,10 @@ class JudgementApi(APIView):
         )
         try:
             judgement, created = services.judgement_record(
-                assignment_id=assignment_id, annotator=request.user, answer=answer
+                assignment_id=assignment_id,
+                annotator=request.user,
+                answer=answer,
+                is_simulated=_is_simulated(request.user),
             )
         except Assignment.DoesNotExist:
             raise exceptions.NotFound(f"No assignment with id {assignment_id}.") from None
