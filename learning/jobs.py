@@ -15,10 +15,14 @@ from learning.models import TrainingRun
 
 @task()
 def train_reward_model_job(run_id: int) -> str:
-    """Claim the run, train it, register its model version. Returns the final status.
+    """Sweep for runs lost by a dead worker, then claim the run, train it (from its last
+    checkpoint when it has one), register its model version. Returns the final status.
 
     A run someone else claimed, or one cancelled while queued, is left alone.
     """
+    # One indexed query when nothing is stale: a restarted worker re-queues (or, after
+    # MAX_ATTEMPTS, fails) what its predecessor left running, without a separate scheduler.
+    services.run_mark_stale(requeue=True)
     run = services.run_claim(run_id=run_id)
     if run is None:
         return "not claimed"

@@ -2,10 +2,13 @@
 ``PreferenceDataset``, a run row's config becomes frozen dataclasses, and training reports go
 back to the row.
 
-What resumes after a crash: a run that a stale-run sweep re-queued starts training again from
-its frozen config and seed on a fresh snapshot of its recorded judgement ids, so it reaches the
-same model; the trainer (``learning.core.reward_learning``) has no hook for starting weights
-yet, so epochs done before the crash are repeated, not skipped.
+What resumes after a crash: while training, the reporter saves the trainer's resumable state
+to the run's ``checkpoint`` file (after the first epoch, then at most every
+``checkpoint_interval_s``). A run that a stale-run sweep re-queued rebuilds its dataset from its
+recorded judgement ids and, when the checkpoint holds a training state for the same configs
+(``max_epochs`` may differ), continues from the epoch after it: same weights, optimiser,
+random draws and early-stopping bookkeeping, and its metrics series is the checkpoint's
+history up to that epoch. Otherwise it starts over, and says why in its log.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,15 @@ from django.utils import timezone
 from feedback.models import Judgement, Segment
 from feedback.storage import load_npz
 from learning import selectors
-from learning.core.checkpoints import save_reward_model
+from learning.core.checkpoints import (
+    RewardCheckpointError,
+    load_training_state,
+    save_reward_model,
+    save_training_state,
+)
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
 from learning.core.data import PreferenceDataset
-from learning.core.reward_learning import train_reward_model
+from learning.core.reward_learning import TrainingState, train_reward_model
 from learning.models import ModelVersion, TrainingRun
 
 
@@ -203,13 +211,38 @@ def build_dataset(
 class RunReporter:
     """The trainer's callback: writes progress, metrics and a heartbeat to the run row, and
     stops training when someone asked to cancel. Writes at most every ``min_interval_s``
-    (plus every epoch end), each with ``update_fields`` so the site's cancel flag survives."""
+    (plus every epoch end), each with ``update_fields`` so the site's cancel flag survives.
 
-    def __init__(self, run: TrainingRun, *, max_epochs: int, min_interval_s: float = 0.5) -> None:
+    It also saves the trainer's resumable state to the run's checkpoint: at the first epoch end,
+    then at most every ``checkpoint_interval_s`` (a crash loses at most that much work)."""
+
+    def __init__(
+        self,
+        run: TrainingRun,
+        *,
+        max_epochs: int,
+        min_interval_s: float = 0.5,
+        checkpoint_interval_s: float = 30.0,
+    ) -> None:
         self.run = run
         self.max_epochs = max_epochs
         self.min_interval_s = min_interval_s
+        self.checkpoint_interval_s = checkpoint_interval_s
         self._last_write = 0.0
+        self._last_checkpoint: float | None = None
+
+    def on_checkpoint(self, state: TrainingState) -> None:
+        now = time.monotonic()
+        if (
+            self._last_checkpoint is not None
+            and now - self._last_checkpoint < self.checkpoint_interval_s
+        ):
+            return
+        self._last_checkpoint = now
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"run-{self.run.pk}-epoch-{state.epoch}.pt"
+            save_training_state(path, state)
+            store_checkpoint(self.run, path)
 
     def on_step(self, step: int, metrics: Mapping[str, float]) -> bool:
         run = self.run
@@ -235,10 +268,38 @@ def _json_float(value: float) -> float | None:
     return None if not math.isfinite(value) else float(value)
 
 
+def store_checkpoint(run: TrainingRun, path: Path) -> None:
+    """Make the finished local file ``path`` the run's checkpoint. Django storages cannot
+    rename, so "write a temporary file, then move it" is: save it under a fresh name, point
+    the row at it in one UPDATE, then delete the file it replaced. The row never names a half
+    written file; a crash in between leaves at worst an orphan file, never a broken run."""
+    previous = run.checkpoint.name
+    with path.open("rb") as handle:
+        run.checkpoint.save(path.name, File(handle), save=False)
+    TrainingRun.objects.filter(pk=run.pk).update(checkpoint=run.checkpoint.name)
+    if previous and previous != run.checkpoint.name:
+        run.checkpoint.storage.delete(previous)
+
+
+def resume_state(run: TrainingRun, config: RunConfig) -> tuple[TrainingState | None, str]:
+    """The training state to continue ``run`` from, or None; and a line for its log."""
+    if not run.checkpoint.name:
+        return None, ""
+    try:
+        with run.checkpoint.open("rb") as handle:
+            state = load_training_state(handle)
+    except (RewardCheckpointError, OSError) as exc:
+        return None, f"Not resuming from the checkpoint ({exc}); training from scratch."
+    same_train = replace(state.train_config, max_epochs=config.train.max_epochs) == config.train
+    if state.net_config != config.net or not same_train:
+        return None, "The checkpoint was made with other configs; training from scratch."
+    return state, f"Attempt {run.attempts}: resumed from epoch {state.epoch}."
+
+
 def train_run(run: TrainingRun) -> ModelVersion | None:
-    """Train a claimed (running) run to the end. Returns the registered version, or None when
-    the run was cancelled (its status is then ``cancelled``). Exceptions propagate to the job,
-    which records them."""
+    """Train a claimed (running) run to the end, from its last checkpoint when it has one.
+    Returns the registered version, or None when the run was cancelled (its status is then
+    ``cancelled``). Exceptions propagate to the job, which records them."""
     config = RunConfig.from_dict(run.config)
     torch.set_num_threads(1)  # small nets train faster on one thread (STACK.md)
     # The ids frozen at enqueue time: labels that arrive later (or exclusions made since) wait
@@ -248,11 +309,26 @@ def train_run(run: TrainingRun) -> ModelVersion | None:
         judgements = judgements.filter(pk__in=run.dataset["judgement_ids"])
     dataset, snapshot = build_dataset(list(judgements), segment_length=run.campaign.segment_length)
     run.dataset = {**run.dataset, **snapshot}
-    run.save(update_fields=["dataset"])
+    run.heartbeat_at = timezone.now()  # loading many arrays can take a while
+    run.save(update_fields=["dataset", "heartbeat_at"])
 
-    run.metrics = []  # a re-queued run starts its series again
+    start, note = resume_state(run, config)
+    # A re-queued run's series is the checkpoint's history: the epochs after it are redone.
+    run.metrics = (
+        [
+            {"step": int(record["step"]), **{k: _json_float(v) for k, v in record.items()}}
+            for record in start.history
+        ]
+        if start is not None
+        else []
+    )
+    if note:
+        run.log = (run.log + "\n" + note).strip()
+        run.save(update_fields=["log", "metrics"])
     reporter = RunReporter(run, max_epochs=config.train.max_epochs)
-    ensemble, result = train_reward_model(dataset, config.net, config.train, callback=reporter)
+    ensemble, result = train_reward_model(
+        dataset, config.net, config.train, callback=reporter, start=start
+    )
     summary = {
         k: _json_float(v) if isinstance(v, float) else v for k, v in result.summary().items()
     }
@@ -263,11 +339,10 @@ def train_run(run: TrainingRun) -> ModelVersion | None:
         save_reward_model(
             path, ensemble, train_config=config.train, extra={"run": run.pk, "result": summary}
         )
-        with path.open("rb") as handle:
-            run.checkpoint.save(path.name, File(handle), save=False)
+        store_checkpoint(run, path)  # the final model replaces the last training state
         run.device = result.device
         run.result = summary
-        run.save(update_fields=["checkpoint", "device", "result", "metrics"])
+        run.save(update_fields=["device", "result", "metrics"])
         if cancelled:
             return None
         version = ModelVersion(run=run, campaign=run.campaign, kind=run.kind, metrics=summary)

@@ -14,6 +14,15 @@ from learning import selectors
 from learning.models import ModelKind, ModelVersion, TrainingRun
 from learning.runner import RunConfig
 
+STALE_AFTER_S = 300.0
+"""A running run whose heartbeat is older than this lost its worker. Heartbeats come with the
+trainer's reports (every epoch, or every ``report_every_steps``), so this must exceed the
+longest gap between them."""
+
+MAX_ATTEMPTS = 3
+"""A run whose worker died this many times is failed rather than re-queued again (a run that
+kills its worker, say by running out of memory, must not loop forever)."""
+
 
 class RunNotCancellable(ValueError):
     """The run already finished."""
@@ -90,11 +99,16 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
 
 
 def run_mark_stale(
-    *, stale_after_s: float = 300.0, requeue: bool = False, now: Any = None
+    *,
+    stale_after_s: float = STALE_AFTER_S,
+    requeue: bool = False,
+    max_attempts: int = MAX_ATTEMPTS,
+    now: Any = None,
 ) -> list[int]:
     """Runs still ``running`` whose heartbeat is older than ``stale_after_s`` lost their worker
     (killed, OOM, machine gone). Each becomes ``failed`` with a note in its log, or with
-    ``requeue`` goes back to ``queued`` and is enqueued again. Returns the ids touched.
+    ``requeue`` goes back to ``queued`` and is enqueued again (it resumes from its checkpoint),
+    unless it has already had ``max_attempts`` attempts. Returns the ids touched.
 
     Each row changes with a conditional UPDATE, so a worker that wakes up and heartbeats at the
     same moment is not overwritten: its later ``run_finish`` finds the run no longer running.
@@ -109,7 +123,7 @@ def run_mark_stale(
         note = (
             f"[{now:%Y-%m-%d %H:%M:%S}] No heartbeat for {stale_after_s:g} s: the worker was lost."
         )
-        if requeue:
+        if requeue and run.attempts < max_attempts:
             changed = TrainingRun.objects.filter(
                 lapsed, pk=run.pk, status=TrainingRun.Status.RUNNING
             ).update(
@@ -119,6 +133,8 @@ def run_mark_stale(
             if changed:
                 transaction.on_commit(lambda pk=run.pk: train_reward_model_job.enqueue(pk))
         else:
+            if requeue:
+                note += f" Not re-queued: it already had {run.attempts} attempts."
             changed = TrainingRun.objects.filter(
                 lapsed, pk=run.pk, status=TrainingRun.Status.RUNNING
             ).update(

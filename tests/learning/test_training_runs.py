@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -29,7 +30,7 @@ from feedback.models import AnnotatorExclusion, Assignment, Judgement, Pair
 from feedback.services import assignment_lease_next, judgement_record
 from feedback.services.annotation import JudgementInput
 from learning import selectors, services
-from learning.core.checkpoints import load_reward_model
+from learning.core.checkpoints import load_reward_model, load_training_state
 from learning.models import ModelVersion, TrainingRun
 from learning.runner import RunConfig, build_dataset
 from tests.feedback.conftest import quick_campaign  # noqa: F401 - a fixture
@@ -487,7 +488,8 @@ def test_a_killed_worker_leaves_the_run_failed_or_requeued_never_running(
         WORKER, cwd=ROOT, env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_for(lambda: running_with_heartbeat(run))
+        # Killed once its first training state is saved (after epoch 1) and it trains on.
+        wait_for(lambda: running_with_heartbeat(run) and bool(run.checkpoint.name))
     finally:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
@@ -499,18 +501,29 @@ def test_a_killed_worker_leaves_the_run_failed_or_requeued_never_running(
     run.refresh_from_db()
     assert run.heartbeat_at == beat  # ...and no heartbeat comes any more
 
-    # A sweep with a short staleness window re-queues it; a fresh worker trains it to the end.
+    # A sweep with a short staleness window re-queues it; a fresh worker resumes it from its
+    # checkpoint and trains it to the end.
     assert services.run_mark_stale(stale_after_s=0.5, requeue=True) == [run.pk]
     run.refresh_from_db()
     assert run.status == "queued" and "worker was lost" in run.log
-    # Shorten the frozen budget so this test ends; the re-run uses the recorded judgements.
-    TrainingRun.objects.filter(pk=run.pk).update(config=RunConfig.from_dict(TINY).to_dict())
+    saved = load_training_state(Path(settings.MEDIA_ROOT) / run.checkpoint.name).epoch
+    assert saved >= 1
+    # Two epochs past the checkpoint so this test ends (only max_epochs may change for a
+    # resume); the re-run uses the recorded judgements.
+    budget = {**LONG, "train": {**LONG["train"], "max_epochs": saved + 2}}
+    TrainingRun.objects.filter(pk=run.pk).update(config=RunConfig.from_dict(budget).to_dict())
     rerun = run_worker()
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     run.refresh_from_db()
     assert run.status == "succeeded", run.log
     assert run.attempts == 2 and run.model_versions.count() == 1
-    assert [m["epoch"] for m in run.metrics] == [1.0, 2.0, 3.0]
+    assert f"Attempt 2: resumed from epoch {saved}." in run.log
+    # The series carries on from the checkpoint's history: no epoch twice, none missing.
+    assert [m["epoch"] for m in run.metrics] == [float(e) for e in range(1, saved + 3)]
+    assert run.result["epochs"] == saved + 2
+    # The final model replaced the training state as the run's checkpoint.
+    final = Path(settings.MEDIA_ROOT) / run.checkpoint.name
+    assert "training" not in torch.load(final, weights_only=True)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -527,6 +540,63 @@ def test_a_sweep_without_requeue_marks_a_lost_run_failed(labelled: Any) -> None:
     services.run_finish(run=run, status=TrainingRun.Status.SUCCEEDED)
     run.refresh_from_db()
     assert run.status == "failed"
+
+
+def _lost_run(campaign: Any, *, attempts: int = 1) -> TrainingRun:
+    """A run a worker claimed an hour ago and never heartbeat again."""
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    return TrainingRun.objects.create(
+        campaign=campaign,
+        config=RunConfig.from_dict(TINY).to_dict(),
+        status="running",
+        started_at=an_hour_ago,
+        heartbeat_at=an_hour_ago,
+        attempts=attempts,
+    )
+
+
+def test_the_sweep_command_fails_lost_runs_or_requeues_them(
+    quick_campaign: Callable[..., Any],  # noqa: F811
+    capsys: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    campaign = quick_campaign(name="sweep", pairs=0)
+    lost, alive = _lost_run(campaign), _lost_run(campaign)
+    TrainingRun.objects.filter(pk=alive.pk).update(heartbeat_at=timezone.now())
+
+    call_command("sweep_stale_runs", "--stale-after", "60")
+    assert capsys.readouterr().out.strip() == f"Swept 1 stale run(s): {lost.pk}."
+    lost.refresh_from_db(), alive.refresh_from_db()
+    assert lost.status == "failed" and "worker was lost" in lost.log
+    assert alive.status == "running"
+
+    again = _lost_run(campaign)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("sweep_stale_runs", "--requeue")  # the default window: 300 s
+    again.refresh_from_db()
+    assert again.status == "queued" and "Re-queued" in again.log
+    assert DBTaskResult.objects.get().args_kwargs["args"] == [again.pk]
+    call_command("sweep_stale_runs")
+    assert capsys.readouterr().out.strip().endswith("No stale runs.")
+    with pytest.raises(CommandError, match="positive number of seconds"):
+        call_command("sweep_stale_runs", "--stale-after", "0")
+
+
+def test_every_job_first_sweeps_what_a_dead_worker_left(
+    quick_campaign: Callable[..., Any],  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from learning.jobs import train_reward_model_job
+
+    campaign = quick_campaign(name="sweep", pairs=0)
+    lost, worn_out = _lost_run(campaign, attempts=1), _lost_run(campaign, attempts=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert train_reward_model_job.call(999_999) == "not claimed"  # any job sweeps first
+    lost.refresh_from_db(), worn_out.refresh_from_db()
+    assert lost.status == "queued" and "Re-queued" in lost.log
+    assert [t.args_kwargs["args"] for t in DBTaskResult.objects.all()] == [[lost.pk]]
+    # A run that lost its worker on each of MAX_ATTEMPTS attempts is not tried again.
+    assert worn_out.status == "failed" and "already had 3 attempts" in worn_out.log
 
 
 def test_the_schema_documents_the_learning_endpoints(
