@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/learning/", include("learning.api_urls")),
+    path("training/", include("learning.urls")),
     path("api/v1/", include("feedback.api_urls")),
     path("healthz", healthz),
     path("", include("feedback.urls")),

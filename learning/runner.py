@@ -13,6 +13,7 @@ history up to that epoch. Otherwise it starts over, and says why in its log.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from feedback.models import Judgement, Segment
 from feedback.storage import load_npz
-from learning import selectors
+from learning import broadcast, selectors
 from learning.core.checkpoints import (
     RewardCheckpointError,
     load_training_state,
@@ -39,6 +40,8 @@ from learning.core.configs import RewardNetConfig, RewardTrainingConfig
 from learning.core.data import PreferenceDataset
 from learning.core.reward_learning import TrainingState, train_reward_model
 from learning.models import ModelVersion, TrainingRun
+
+logger = logging.getLogger(__name__)
 
 
 class NotEnoughData(ValueError):
@@ -260,8 +263,26 @@ class RunReporter:
         run.heartbeat_at = timezone.now()
         run.progress = min(1.0, (epoch if epoch_end else max(epoch - 1.0, 0.0)) / self.max_epochs)
         run.save(update_fields=["heartbeat_at", "progress", "metrics"])
+        self._broadcast()
         # Read the cancel flag fresh: the site sets it from another process.
         return not TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+
+    def _broadcast(self) -> None:
+        """Push the progress just written to the run page's socket; never fails training."""
+        run = self.run
+        try:
+            broadcast.run_event_send(
+                run_id=run.pk,
+                payload={
+                    "id": run.pk,
+                    "status": "running",
+                    "progress": run.progress,
+                    "metrics": run.metrics,
+                    "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
+                },
+            )
+        except Exception:
+            logger.warning("live update for training run %s failed", run.pk, exc_info=True)
 
 
 def _json_float(value: float) -> float | None:

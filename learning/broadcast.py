@@ -1,0 +1,73 @@
+"""Live training-run updates: the run's state, pushed to its WebSocket group.
+
+With the in-memory channel layer (embedded default) the worker runs in another process, so
+its events never reach the web process; the run page polls the REST endpoint as a fallback.
+With Redis (``REDIS_URL``) the worker's progress reports arrive live.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from learning.models import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+
+def run_group(run_id: int) -> str:
+    return f"training-run-{run_id}"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_state(run: TrainingRun) -> dict[str, Any]:
+    """What the run page draws, JSON- and msgpack-safe (datetimes as ISO strings)."""
+    return {
+        "id": run.pk,
+        "campaign": run.campaign_id,
+        "status": run.status,
+        "progress": run.progress,
+        "metrics": run.metrics,
+        "result": run.result,
+        "device": run.device,
+        "log": run.log,
+        "attempts": run.attempts,
+        "cancel_requested": run.cancel_requested,
+        "triggered_by": run.triggered_by.get_username() if run.triggered_by else None,
+        "heartbeat_at": _iso(run.heartbeat_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+    }
+
+
+def run_state_get(run_id: int) -> dict[str, Any] | None:
+    run = TrainingRun.objects.select_related("triggered_by").filter(pk=run_id).first()
+    return None if run is None else run_state(run)
+
+
+def run_event_send(*, run_id: int, payload: dict[str, Any] | None = None) -> None:
+    """Send ``payload`` (default: the run's current state) to the run's watchers as a
+    ``{"event": "progress", ...}`` message. Failures are logged only: a missed live update
+    must never fail training."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        body = payload if payload is not None else run_state_get(run_id)
+        if body is None:
+            return
+        message = {"event": "progress", **body}
+        async_to_sync(layer.group_send)(
+            run_group(run_id), {"type": "run.event", "payload": message}
+        )
+    except Exception:
+        logger.warning("live update for training run %s could not be sent", run_id, exc_info=True)
+
+
+__all__ = ["run_event_send", "run_group", "run_state", "run_state_get"]

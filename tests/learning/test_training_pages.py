@@ -1,0 +1,273 @@
+"""The admin training pages and the run's live socket.
+
+Researchers and admins see a campaign's training page and a run's page; only admins get the
+start form and the Cancel / Promote / Roll back buttons (the API refuses the actions to
+anyone else). Annotators and accounts without a role get 403; anonymous visitors are sent to
+the login page. The socket ``ws/runs/<id>/`` sends the run's state on connect and every
+progress event; it is for researchers and admins only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+from django.test import Client
+from django.urls import reverse
+
+from learning.models import ModelVersion, TrainingRun
+
+ROLES = ["anonymous", "annotator", "researcher", "admin_user", "outsider"]
+EXPECTED = {"anonymous": 302, "annotator": 403, "researcher": 200, "admin_user": 200, "outsider": 403}
+
+METRICS = [
+    {"epoch": 1.0, "step": 3.0, "train_loss": 0.69, "train_accuracy": 0.5,
+     "held_out_loss": 0.68, "held_out_accuracy": 0.5},
+    {"epoch": 2.0, "step": 6.0, "train_loss": 0.55, "train_accuracy": 0.75,
+     "held_out_loss": 0.6, "held_out_accuracy": 0.75},
+]
+
+
+def _client(request: pytest.FixtureRequest, role: str) -> Client:
+    client = Client()
+    if role != "anonymous":
+        client.force_login(request.getfixturevalue(role))
+    return client
+
+
+@pytest.fixture
+def campaign(make_campaign: Any) -> Any:
+    return make_campaign(name="Hopper, batch 2", pairs=2)
+
+
+@pytest.fixture
+def run(campaign: Any, admin_user: Any) -> TrainingRun:
+    return TrainingRun.objects.create(
+        campaign=campaign, triggered_by=admin_user, status="running", progress=0.4,
+        metrics=METRICS, device="cpu", log="resumed from epoch 1",
+    )
+
+
+@pytest.fixture
+def versions(campaign: Any, run: TrainingRun) -> list[ModelVersion]:
+    older = ModelVersion.objects.create(
+        run=run, campaign=campaign, artifact="model_versions/a.pt",
+        metrics={"held_out_accuracy": 0.8, "held_out_ece": 0.05, "pearson": 0.9},
+    )
+    newer = ModelVersion.objects.create(
+        run=run, campaign=campaign, artifact="model_versions/b.pt", promoted=True,
+        metrics={"held_out_accuracy": 0.9125, "held_out_ece": 0.04, "pearson": None},
+    )
+    return [older, newer]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+def test_the_campaign_training_page_is_for_researchers_and_admins(
+    request: pytest.FixtureRequest, campaign: Any, run: TrainingRun, versions: list[ModelVersion],
+    role: str,
+) -> None:
+    response = _client(request, role).get(reverse("learning:campaign", args=[campaign.pk]))
+
+    assert response.status_code == EXPECTED[role]
+    if role == "anonymous":
+        assert response["Location"].startswith(reverse("login") + "?next=")
+    if response.status_code != 200:
+        return
+    html = response.content.decode()
+    assert campaign.name in html
+    assert f'data-run-id="{run.pk}"' in html and "0.913" in html and "0.040" in html
+    older, _newer = versions
+    admin = role == "admin_user"
+    assert ('id="start-form"' in html) is admin
+    assert (f'data-action="promote" data-version-id="{older.pk}"' in html) is admin
+    # The promoted version offers a roll back to the one before it.
+    assert (f'data-action="rollback" data-version-id="{older.pk}"' in html) is admin
+    assert 'data-runs-url="/api/v1/learning/runs/"' in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+def test_the_run_page_is_for_researchers_and_admins(
+    request: pytest.FixtureRequest, run: TrainingRun, role: str
+) -> None:
+    response = _client(request, role).get(reverse("learning:run", args=[run.pk]))
+
+    assert response.status_code == EXPECTED[role]
+    if response.status_code != 200:
+        return
+    html = response.content.decode()
+    assert f'data-detail-url="/api/v1/learning/runs/{run.pk}/"' in html
+    assert f'data-socket-path="/ws/runs/{run.pk}/"' in html
+    assert "resumed from epoch 1" in html
+    assert '<dd data-run="triggered-by">ada</dd>' in html and '<dd data-run="device">cpu</dd>' in html
+    state = json.loads(html.split('<script id="run-state" type="application/json">')[1].split("</script>")[0])
+    assert state["status"] == "running" and state["metrics"] == METRICS
+    assert ('id="cancel"' in html) is (role == "admin_user")
+
+
+@pytest.mark.django_db
+def test_unknown_ids_are_404(admin_user: Any) -> None:
+    client = Client()
+    client.force_login(admin_user)
+    assert client.get(reverse("learning:campaign", args=[9999])).status_code == 404
+    assert client.get(reverse("learning:run", args=[9999])).status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+def test_the_training_index_and_the_nav_link(
+    request: pytest.FixtureRequest, campaign: Any, role: str
+) -> None:
+    client = _client(request, role)
+    response = client.get(reverse("learning:index"))
+    assert response.status_code == EXPECTED[role]
+    if response.status_code == 200:
+        assert reverse("learning:campaign", args=[campaign.pk]) in response.content.decode()
+    if role != "anonymous":
+        home = client.get("/").content.decode()
+        assert (f'href="{reverse("learning:index")}"' in home) is (role == "admin_user")
+
+
+# --- the live socket ------------------------------------------------------------------------------
+
+REDIS_LAYER = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:6379/5"]}}
+MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def layer(request: Any, settings: Any) -> Any:
+    settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER if request.param == "memory" else REDIS_LAYER}
+    channel_layers.backends = {}
+    yield request.param
+    channel_layers.backends = {}
+
+
+@pytest_asyncio.fixture
+async def _close_thread_connections() -> Any:
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+def _cookie_for(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def _connect(path: str, user: Any | None) -> WebsocketCommunicator:
+    from config.asgi import application
+
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+    if user is not None:
+        headers.append((b"cookie", await sync_to_async(_cookie_for)(user)))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_close_thread_connections")
+async def test_the_run_socket_sends_the_state_then_each_progress_event(
+    layer: str, run: TrainingRun, admin_user: Any
+) -> None:
+    from learning.broadcast import run_event_send
+
+    communicator = await _connect(f"/ws/runs/{run.pk}/", admin_user)
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_json_from(timeout=5)
+    assert first["event"] == "progress" and first["id"] == run.pk
+    assert first["status"] == "running" and first["progress"] == 0.4
+    assert first["metrics"] == METRICS and first["triggered_by"] == admin_user.get_username()
+
+    await sync_to_async(run_event_send)(
+        run_id=run.pk, payload={"id": run.pk, "status": "running", "progress": 0.6, "metrics": METRICS}
+    )
+    pushed = await communicator.receive_json_from(timeout=5)
+    assert pushed == {"event": "progress", "id": run.pk, "status": "running", "progress": 0.6,
+                      "metrics": METRICS}
+
+    await sync_to_async(run_event_send)(run_id=run.pk)  # no payload: the row's current state
+    fresh = await communicator.receive_json_from(timeout=5)
+    assert fresh["status"] == "running" and fresh["log"] == "resumed from epoch 1"
+
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(timeout=5) == {"event": "pong"}
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_close_thread_connections")
+async def test_the_runners_progress_reports_reach_the_socket(
+    layer: str, run: TrainingRun, researcher: Any
+) -> None:
+    from learning.runner import RunReporter
+
+    communicator = await _connect(f"/ws/runs/{run.pk}/", researcher)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from(timeout=5)  # the state sent on connect
+
+    def report_an_epoch() -> bool:
+        fresh = TrainingRun.objects.get(pk=run.pk)
+        fresh.metrics = []
+        reporter = RunReporter(fresh, max_epochs=4)
+        return reporter.on_step(3, {**METRICS[0], "epoch": 2.0})
+
+    assert await sync_to_async(report_an_epoch)() is True
+    pushed = await communicator.receive_json_from(timeout=5)
+    assert pushed["event"] == "progress" and pushed["status"] == "running"
+    assert pushed["progress"] == 0.5 and [m["epoch"] for m in pushed["metrics"]] == [2.0]
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_close_thread_connections")
+@pytest.mark.parametrize(
+    ("who", "code"),
+    [("anonymous", 4401), ("annotator", 4403), ("outsider", 4403), ("researcher", None),
+     ("unknown-run", 4404)],
+)
+async def test_the_run_socket_is_for_researchers_and_admins(
+    run: TrainingRun, who: str, code: int | None,
+    annotator: Any, outsider: Any, researcher: Any, admin_user: Any,
+) -> None:
+    user = {"anonymous": None, "annotator": annotator, "outsider": outsider,
+            "researcher": researcher, "unknown-run": admin_user}[who]
+    run_id = run.pk + 1000 if who == "unknown-run" else run.pk
+    communicator = await _connect(f"/ws/runs/{run_id}/", user)
+    connected, close_code = await communicator.connect()
+    if code is None:
+        assert connected
+        assert (await communicator.receive_json_from(timeout=5))["id"] == run.pk
+        await communicator.disconnect()
+    else:
+        assert not connected and close_code == code
+
+
+def test_a_failing_channel_layer_never_fails_the_reporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's progress callback swallows (and logs) any broadcast error."""
+    from learning import broadcast
+    from learning.runner import RunReporter
+
+    def boom(**kwargs: Any) -> None:
+        raise RuntimeError("layer down")
+
+    monkeypatch.setattr(broadcast, "run_event_send", boom)
+
+    class FakeRun:
+        pk = 1
+        progress = 0.5
+        metrics = ()
+        heartbeat_at = None
+
+    reporter = RunReporter.__new__(RunReporter)
+    reporter.run = FakeRun()  # type: ignore[assignment]
+    reporter._broadcast()  # does not raise
