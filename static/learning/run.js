@@ -108,6 +108,7 @@ const feed = new RunFeed({
   pollMs: Number(root.dataset.pollMs) || 3000,
   onEvent: (message) => {
     const { event: _event, polled: _polled, ...run } = message;
+    if (!message.polled) root.dataset.pushed = String(Number(root.dataset.pushed || 0) + 1);
     Object.assign(state, run);
     render();
     if (!message.polled && state.progress >= 1) setTimeout(refresh, 1500);

@@ -10,6 +10,7 @@ sees it succeed with its curves drawn, and promotes the model version. Run on th
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -17,9 +18,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from learning.models import ModelVersion, TrainingRun
+from tests.e2e.conftest import E2E_REDIS_URL, AsgiServer
 from tests.e2e.pages import log_in, off_the_loop
 from tests.feedback.conftest import quick_campaign  # noqa: F401 - a fixture
-from tests.learning.test_training_runs import label_all, run_worker
+from tests.learning.test_training_runs import ROOT, WORKER, label_all, run_worker, worker_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("transactional_db")]
 
@@ -111,3 +113,62 @@ def test_an_admin_starts_watches_and_promotes_a_run(
     )
     version.refresh_from_db()
     assert version.promoted and version.promoted_at is not None
+
+
+@pytest.fixture
+def labelled_live(
+    asgi_server: AsgiServer,
+    quick_campaign: Callable[..., Any],  # noqa: F811
+    annotator: Any,
+    other_annotator: Any,
+) -> Any:
+    """As ``labelled``, with the clips' arrays where the ASGI server and the worker read them."""
+
+    def make() -> Any:
+        campaign = quick_campaign(
+            name="Train live", n_trajectories=3, length=20, pairs=12, overlap=2
+        )
+        assert label_all(campaign, [annotator, other_annotator]) == 24
+        return campaign
+
+    return off_the_loop(make)
+
+
+def test_the_run_page_follows_the_workers_progress_over_the_socket(
+    page: Page, asgi_server: AsgiServer, labelled_live: Any, admin_user: Any
+) -> None:
+    """Under daphne with Redis as the channel layer, the worker's reports arrive pushed."""
+    from learning import services
+    from learning.runner import RunConfig
+
+    config = RunConfig.from_dict(
+        {
+            "net": {"hidden_sizes": [8], "ensemble_size": 2},
+            "train": {"max_epochs": 3, "batch_size": 4, "device": "cpu"},
+        }
+    )
+    run = off_the_loop(
+        lambda: services.run_enqueue(campaign=labelled_live, config=config, triggered_by=admin_user)
+    )
+    path = f"/training/runs/{run.pk}/"
+    log_in(page, asgi_server.url, username="ada", password=ADMIN_PASSWORD, next_path=path)
+    root = page.locator("#run")
+    expect(root).to_have_attribute("data-live", "live", timeout=10_000)
+    expect(root).to_have_attribute("data-pushed", "1")  # the state sent on connect
+
+    worker = subprocess.run(
+        WORKER,
+        check=False,
+        cwd=ROOT,
+        env={**worker_env(), "REDIS_URL": E2E_REDIS_URL},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+
+    expect(root).to_have_attribute("data-status", "succeeded", timeout=20_000)
+    expect(root).to_have_attribute("data-points", "3")
+    assert int(root.get_attribute("data-pushed") or 0) >= 2  # connect + the worker's reports
+    assert root.get_attribute("data-polls") == "0"  # pushed, never polled
+    expect(page.locator("#chart-held-out-accuracy svg circle.point")).to_have_count(3)
