@@ -14,6 +14,19 @@ from rest_framework.test import APIClient
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(params=["memory", "redis"])
+def layer(request: Any, settings: Any) -> Any:
+    """Run a WebSocket test once on the in-memory and once on the Redis channel layer."""
+    from channels.layers import channel_layers
+
+    from tests.websockets import MEMORY_LAYER, REDIS_LAYER
+
+    settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER if request.param == "memory" else REDIS_LAYER}
+    channel_layers.backends = {}  # forget layers built from the previous settings
+    yield request.param
+    channel_layers.backends = {}
+
+
 @pytest.fixture(autouse=True)
 def _media_root(settings: Any, tmp_path: Any) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -7,27 +7,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers
-from channels.testing import WebsocketCommunicator
 from django.db import connections
-from django.test import Client
 
-from config.asgi import application
 from feedback.broadcast import campaign_event_send
+from tests.websockets import ws_connect
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-REDIS_LAYER = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:6379/5"]}}
-MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def layer(request: Any, settings: Any) -> str:
-    settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER if request.param == "memory" else REDIS_LAYER}
-    channel_layers.backends = {}  # forget layers built from the previous settings
-    yield request.param
-    channel_layers.backends = {}
-
 
 @pytest_asyncio.fixture(autouse=True)
 async def _close_thread_connections() -> Any:
@@ -37,22 +22,11 @@ async def _close_thread_connections() -> Any:
     await sync_to_async(connections.close_all)()
 
 
-def _cookie_for(user: Any) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-async def _connect(path: str, user: Any | None) -> WebsocketCommunicator:
-    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
-    if user is not None:
-        headers.append((b"cookie", await sync_to_async(_cookie_for)(user)))
-    return WebsocketCommunicator(application, path, headers=headers)
 
 
 async def test_progress_on_connect_and_events_after(layer: str, make_campaign: Any, annotator: Any) -> None:
     campaign = await sync_to_async(make_campaign)(pairs=4)
-    communicator = await _connect(f"/ws/campaigns/{campaign.pk}/", annotator)
+    communicator = await ws_connect(f"/ws/campaigns/{campaign.pk}/", annotator)
     connected, _ = await communicator.connect()
     assert connected
     first = await communicator.receive_json_from(timeout=5)
@@ -76,7 +50,7 @@ async def test_refused_connections_close_with_a_reason(
     campaign = await sync_to_async(make_campaign)(pairs=1)
     user = {"anonymous": None, "outsider": outsider, "unknown-campaign": annotator}[who]
     campaign_id = campaign.pk + 1000 if who == "unknown-campaign" else campaign.pk
-    communicator = await _connect(f"/ws/campaigns/{campaign_id}/", user)
+    communicator = await ws_connect(f"/ws/campaigns/{campaign_id}/", user)
     connected, close_code = await communicator.connect()
     assert not connected and close_code == code
 
@@ -87,7 +61,7 @@ async def test_queued_pairs_and_judgements_are_pushed_after_commit(
     from feedback import services
 
     campaign = await sync_to_async(make_campaign)(n_trajectories=4, pairs=2)
-    communicator = await _connect(f"/ws/campaigns/{campaign.pk}/", annotator)
+    communicator = await ws_connect(f"/ws/campaigns/{campaign.pk}/", annotator)
     assert (await communicator.connect())[0]
     await communicator.receive_json_from(timeout=5)  # the progress sent on connect
 

@@ -30,7 +30,7 @@ def _database_url() -> str:
         if db["PASSWORD"]:
             credentials += ":" + quote(db["PASSWORD"], safe="")
         return f"postgres://{credentials}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-    pytest.skip(f"no worker URL for {db['ENGINE']}")
+    raise NotImplementedError(f"no worker URL for {db['ENGINE']}: the suite runs on SQLite and PostgreSQL")
 
 
 def _run_worker() -> subprocess.CompletedProcess[str]:

@@ -15,13 +15,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers
-from channels.testing import WebsocketCommunicator
 from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
 from learning.models import ModelVersion, TrainingRun
+from tests.websockets import ws_connect
 
 ROLES = ["anonymous", "annotator", "researcher", "admin_user", "outsider"]
 EXPECTED = {"anonymous": 302, "annotator": 403, "researcher": 200, "admin_user": 200, "outsider": 403}
@@ -137,37 +136,12 @@ def test_the_training_index_and_the_nav_link(
 
 # --- the live socket ------------------------------------------------------------------------------
 
-REDIS_LAYER = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:6379/5"]}}
-MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def layer(request: Any, settings: Any) -> Any:
-    settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER if request.param == "memory" else REDIS_LAYER}
-    channel_layers.backends = {}
-    yield request.param
-    channel_layers.backends = {}
-
-
 @pytest_asyncio.fixture
 async def _close_thread_connections() -> Any:
     yield
     await sync_to_async(connections.close_all)()
 
 
-def _cookie_for(user: Any) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-async def _connect(path: str, user: Any | None) -> WebsocketCommunicator:
-    from config.asgi import application
-
-    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
-    if user is not None:
-        headers.append((b"cookie", await sync_to_async(_cookie_for)(user)))
-    return WebsocketCommunicator(application, path, headers=headers)
 
 
 @pytest.mark.asyncio
@@ -178,7 +152,7 @@ async def test_the_run_socket_sends_the_state_then_each_progress_event(
 ) -> None:
     from learning.broadcast import run_event_send
 
-    communicator = await _connect(f"/ws/runs/{run.pk}/", admin_user)
+    communicator = await ws_connect(f"/ws/runs/{run.pk}/", admin_user)
     connected, _ = await communicator.connect()
     assert connected
     first = await communicator.receive_json_from(timeout=5)
@@ -210,7 +184,7 @@ async def test_the_runners_progress_reports_reach_the_socket(
 ) -> None:
     from learning.runner import RunReporter
 
-    communicator = await _connect(f"/ws/runs/{run.pk}/", researcher)
+    communicator = await ws_connect(f"/ws/runs/{run.pk}/", researcher)
     assert (await communicator.connect())[0]
     await communicator.receive_json_from(timeout=5)  # the state sent on connect
 
@@ -242,7 +216,7 @@ async def test_the_run_socket_is_for_researchers_and_admins(
     user = {"anonymous": None, "annotator": annotator, "outsider": outsider,
             "researcher": researcher, "unknown-run": admin_user}[who]
     run_id = run.pk + 1000 if who == "unknown-run" else run.pk
-    communicator = await _connect(f"/ws/runs/{run_id}/", user)
+    communicator = await ws_connect(f"/ws/runs/{run_id}/", user)
     connected, close_code = await communicator.connect()
     if code is None:
         assert connected
