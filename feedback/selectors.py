@@ -80,28 +80,10 @@ def trajectory_with_segments(*, trajectory_id: int) -> Trajectory:
     )
 
 
-def annotator_judgements(*, user: Any) -> QuerySet[Judgement]:
-    """The caller's own judgements, newest first."""
-    return Judgement.objects.filter(annotator=user).order_by("-created_at", "-id")
-
-
-def open_pairs_count(*, campaign: Campaign) -> int:
-    """Pairs that still want labels (research/debug view; ignores leases)."""
-    judged = Judgement.objects.filter(pair=OuterRef("pk"))
-    return (
-        Pair.objects.filter(campaign=campaign)
-        .annotate(n=_count_subquery(judged, "pair"))
-        .filter(n__lt=F("campaign__overlap"))
-        .count()
-    )
-
-
 __all__ = [
-    "annotator_judgements",
     "assignment_with_segments",
     "campaign_get_for_user",
     "campaigns_with_progress",
-    "open_pairs_count",
     "segment_clip_for_user",
     "trajectory_with_segments",
 ]

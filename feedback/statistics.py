@@ -65,7 +65,7 @@ def campaign_votes(campaign: Campaign) -> list[Vote]:
     return [Vote(*row) for row in rows.order_by("created_at", "id")]
 
 
-def _majority(votes: list[str]) -> str | None:
+def majority(votes: list[str]) -> str | None:
     """The most common answer among a/b/equal, None on a tie or no answers."""
     counts = Counter(v for v in votes if v != "cant_tell").most_common()
     if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
@@ -89,10 +89,10 @@ def _annotator_row(
             continue
         others = [o.preference for o in by_pair[v.pair_id] if o.annotator_id != annotator_id
                   and o.annotator_id not in excluded]
-        majority = _majority(others)
-        if majority is not None:
+        consensus = majority(others)
+        if consensus is not None:
             shared += 1
-            agreed += v.preference == majority
+            agreed += v.preference == consensus
     agreement = agreed / shared if shared else None
     span_h = (votes[-1].created_at - votes[0].created_at).total_seconds() / 3600 if votes else 0.0
     gold_accuracy = gold_correct / len(gold) if gold else None
@@ -173,9 +173,9 @@ def campaign_statistics(campaign: Campaign) -> dict[str, Any]:
     for pair_id, pair_votes in by_pair.items():
         if pair_votes[0].repeat_of_id is not None:
             continue
-        majority = _majority([v.preference for v in pair_votes if v.annotator_id not in excluded])
-        if majority in ("a", "b"):
-            majority_prefs.append((pair_votes[0].segment_a_id, pair_votes[0].segment_b_id, majority))
+        consensus = majority([v.preference for v in pair_votes if v.annotator_id not in excluded])
+        if consensus in ("a", "b"):
+            majority_prefs.append((pair_votes[0].segment_a_id, pair_votes[0].segment_b_id, consensus))
     cycles = intransitive_triads(majority_prefs)
 
     hourly = dict(
@@ -236,3 +236,29 @@ def pair_votes(pair_id: int) -> list[dict[str, Any]]:
         }
         for j in votes
     ]
+
+
+PAIRS_PAGE_SIZE = 50
+
+
+def campaign_pairs_page(campaign: Campaign, *, page: int) -> dict[str, Any]:
+    """A page of the campaign's pairs (queue order) with vote count, majority and the share
+    of decided votes that agree with it."""
+    pairs = campaign.pairs.order_by("-priority", "id")
+    count = pairs.count()
+    chunk = list(pairs[(page - 1) * PAIRS_PAGE_SIZE : page * PAIRS_PAGE_SIZE])
+    votes: dict[int, list[str]] = defaultdict(list)
+    for pair_id, preference in Judgement.objects.filter(pair__in=chunk).values_list("pair_id", "preference"):
+        votes[pair_id].append(preference)
+    results = []
+    for pair in chunk:
+        mine = votes.get(pair.pk, [])
+        consensus = majority(mine)
+        decided = [v for v in mine if v != "cant_tell"]
+        results.append({
+            "id": pair.pk, "is_gold": pair.is_gold, "priority": pair.priority, "selector": pair.selector,
+            "model_version": pair.model_version, "votes": len(mine), "majority": consensus,
+            "agreement": (sum(v == consensus for v in decided) / len(decided)) if decided and consensus else None,
+        })
+    next_page = page + 1 if page * PAIRS_PAGE_SIZE < count else None
+    return {"count": count, "next_page": next_page, "results": results}

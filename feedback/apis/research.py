@@ -17,7 +17,7 @@ from feedback.apis.common import (
     _clip,
     _validated,
 )
-from feedback.models import Campaign, Judgement, Pair, Segment
+from feedback.models import Campaign, Pair, Segment
 from feedback.roles import CanResearch
 
 # --- research: quality statistics, pairs, exclusions ----------------------------------------------
@@ -54,48 +54,19 @@ class CampaignPairsApi(APIView):
     """The campaign's pairs, 50 a page, with vote counts, majority and agreement."""
 
     permission_classes = [IsAuthenticated, CanResearch]
-    page_size = 50
 
     @extend_schema(
         responses={200: OpenApiResponse(description="A page of pairs."), 403: ProblemSerializer}
     )
     def get(self, request: Request, campaign_id: int) -> Response:
-        from feedback.statistics import _majority
+        from feedback.statistics import campaign_pairs_page
 
         campaign = _research_campaign(campaign_id)
         try:
             page = max(1, int(request.query_params.get("page", "1")))
         except ValueError:
             raise exceptions.ValidationError({"page": ["must be a positive integer."]}) from None
-        pairs = campaign.pairs.order_by("-priority", "id")
-        count = pairs.count()
-        chunk = list(pairs[(page - 1) * self.page_size : page * self.page_size])
-        votes: dict[int, list[str]] = {}
-        for pair_id, preference in Judgement.objects.filter(pair__in=chunk).values_list(
-            "pair_id", "preference"
-        ):
-            votes.setdefault(pair_id, []).append(preference)
-        results = []
-        for pair in chunk:
-            mine = votes.get(pair.pk, [])
-            majority = _majority(mine)
-            decided = [v for v in mine if v != "cant_tell"]
-            results.append(
-                {
-                    "id": pair.pk,
-                    "is_gold": pair.is_gold,
-                    "priority": pair.priority,
-                    "selector": pair.selector,
-                    "model_version": pair.model_version,
-                    "votes": len(mine),
-                    "majority": majority,
-                    "agreement": (sum(v == majority for v in decided) / len(decided))
-                    if decided and majority
-                    else None,
-                }
-            )
-        next_page = page + 1 if page * self.page_size < count else None
-        return Response({"count": count, "next_page": next_page, "results": results})
+        return Response(campaign_pairs_page(campaign, page=page))
 
 
 class PairDetailApi(APIView):

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from feedback import selectors, services
+from feedback.services.trajectories import default_segment_length
 from feedback.apis.common import (
     ProblemSerializer,
     _validated,
@@ -102,7 +103,7 @@ class TrajectoryCreateApi(APIView):
             arrays = read_npz(data["file"], max_unpacked_bytes=settings.PREFLAB_MAX_UNPACKED_BYTES)
         except TrajectoryFormatError as exc:
             raise exceptions.ValidationError({"file": [str(exc)]}) from None
-        segment_length = data.get("segment_length") or settings.PREFLAB_DEFAULT_SEGMENT_LENGTH
+        segment_length = data.get("segment_length") or default_segment_length()
         if not services.segment_bounds(length=arrays.length, segment_length=segment_length):
             # Stored, it would hold no segment: nothing to show, nothing to learn from.
             raise exceptions.ValidationError(
