@@ -379,3 +379,58 @@ class AnnotatorExclusion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator_id} excluded from {self.campaign_id}"
+
+
+class DatasetSnapshot(models.Model):
+    """A frozen, content-hashed export of one or more campaigns' judgements.
+
+    Written by ``feedback.datasets`` (a background job); the files live in storage under
+    ``datasets/<id>/`` and never change once the snapshot succeeded, so a download today
+    is byte for byte the download of next year. ``content_hash`` is a sha256 over a
+    canonical serialisation of the exported rows, so two exports of the same data with the
+    same filters carry the same hash whatever the file format's own bytes.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    class Origin(models.TextChoices):
+        EXPORTED = "exported", "exported here"
+        IMPORTED = "imported", "imported from another instance"
+
+    name = models.CharField(max_length=200)
+    campaigns = models.ManyToManyField(Campaign, related_name="dataset_snapshots")
+    filters = models.JSONField(default=dict, help_text="The normalised filters the rows were chosen by.")
+    formats = models.JSONField(default=list, help_text="Formats written: parquet, jsonl, hf, minari.")
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.EXPORTED)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0, help_text="0–1, written by the export job.")
+    error = models.TextField(blank=True)
+    content_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    counts = models.JSONField(default=dict, blank=True)
+    statistics = models.JSONField(default=dict, blank=True)
+    files = models.JSONField(
+        default=dict, blank=True, help_text="Artifact name → {path, bytes, sha256} in storage."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0, progress__lte=1), name="snapshot_progress_unit_interval"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="succeeded") | ~Q(content_hash=""), name="snapshot_succeeded_has_hash"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dataset snapshot {self.pk} ({self.name})"
