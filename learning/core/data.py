@@ -161,3 +161,38 @@ class PreferenceDataset:
         else:
             n_held = 0
         return order[n_held:], order[:n_held]
+
+
+_ARRAYS = ("observations", "actions", "pairs", "preferences", "desirability", "true_returns")
+
+
+def save_preference_dataset(path: str, dataset: PreferenceDataset) -> None:
+    """Write ``dataset`` to an uncompressed ``.npz`` (absent optional arrays are left out), so
+    another process — each rank under ``torchrun`` — can load exactly the same data."""
+    arrays = {
+        name: getattr(dataset, name).detach().cpu().numpy()
+        for name in _ARRAYS
+        if getattr(dataset, name) is not None
+    }
+    with open(path, "wb") as handle:  # np.savez would append ".npz" to a bare path
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
+
+
+def load_preference_dataset(path: str) -> PreferenceDataset:
+    """Inverse of :func:`save_preference_dataset`; a file without the required arrays is a
+    :class:`PreferenceDataError` naming what is missing."""
+    with np.load(path, allow_pickle=False) as archive:
+        missing = [n for n in ("observations", "pairs", "preferences") if n not in archive.files]
+        if missing:
+            raise PreferenceDataError(
+                f"{path} is not a preference dataset: it lacks {', '.join(missing)}."
+            )
+        values = {name: archive[name] for name in _ARRAYS if name in archive.files}
+    return PreferenceDataset(
+        observations=values["observations"],
+        actions=values.get("actions"),
+        pairs=values["pairs"],
+        preferences=values["preferences"],
+        desirability=values.get("desirability"),
+        true_returns=values.get("true_returns"),
+    )

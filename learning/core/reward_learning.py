@@ -14,18 +14,30 @@ Recipe (Christiano et al. 2017, §2.2.3; the ensemble is trained as one batched 
    later call continues exactly where this one was (``start=``).
 5. Restore the best weights, standardise the output, compute held-out accuracy, ECE and the
    correlation with the true return.
+
+Data parallel: when ``torch.distributed`` is initialised (under ``torchrun``, see
+:mod:`learning.core.distributed`), every rank holds the whole dataset and draws the same
+resamples from the same seed; each step's minibatch is split across the ranks, each rank
+computes its share of the loss weighted by its share of the pairs, and DDP averages the
+gradients, so the update equals the one-process update on the whole minibatch (up to the
+order of floating-point sums). Rank 0 alone reports and checkpoints; its decisions (stop,
+early stopping) are broadcast, so the ranks never diverge.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from learning.core.callbacks import CheckpointCallback, TrainingCallback
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
@@ -125,6 +137,41 @@ class TrainingResult:
         return data
 
 
+class _StepReturns(nn.Module):
+    """What one training step runs: per-member minibatches of pairs → segment returns.
+
+    forward(segments (K, b, 2) int64, observations (N, T, *obs_shape), actions (N, T, act_dim)
+    or None) → raw returns (K, b, 2) float32. The gather, every member's forward and the sums
+    are one module, so DDP and ``torch.compile`` wrap exactly the step (the dataset tensors
+    are arguments, not attributes, so compilation never copies them into the graph).
+    """
+
+    def __init__(self, ensemble: RewardEnsemble) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+
+    def forward(
+        self, segments: torch.Tensor, observations: torch.Tensor, actions: torch.Tensor | None
+    ) -> torch.Tensor:
+        members, b = segments.shape[0], segments.shape[1]
+        length = observations.shape[1]
+        obs = observations[segments].reshape(members, b * 2 * length, *observations.shape[2:])
+        act = (
+            actions[segments].reshape(members, b * 2 * length, actions.shape[-1])
+            if actions is not None
+            else None
+        )
+        rewards = self.ensemble.member_rewards(obs, act, normalise_output=False)  # (K, b·2·T)
+        return rewards.float().reshape(members, b, 2, length).sum(-1)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless a process group is initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _chunks(total: int, size: int) -> Iterator[slice]:
     for start in range(0, total, size):
         yield slice(start, min(start + size, total))
@@ -194,6 +241,15 @@ def _held_out_predictions(
     return returns[:, inverse], pairs, unique
 
 
+def _agree(wants_stop: bool, device: torch.device, world: int) -> bool:
+    """Rank 0's stop decision, on every rank (a no-op without a process group)."""
+    if world == 1:
+        return wants_stop
+    flag = torch.tensor([1.0 if wants_stop else 0.0], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def _check_start(
     start: TrainingState, net_config: RewardNetConfig, data: PreferenceDataset
 ) -> None:
@@ -235,6 +291,9 @@ def train_reward_model(
     cfg = train_config
     started = time.perf_counter()
     device = resolve_device(cfg.device)
+    rank, world = _distributed()
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU a rank
     data = dataset.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)  # init, resampling and order, on CPU
 
@@ -248,10 +307,26 @@ def train_reward_model(
         device
     )
     ensemble.fit_input_normalisation(data.observations, data.actions)
-    optimiser = torch.optim.Adam(ensemble.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # The fused kernel updates every parameter in one launch (CUDA only).
+    optimiser = torch.optim.Adam(
+        ensemble.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda",
+    )
+    step_returns: nn.Module = _StepReturns(ensemble)
+    if world > 1:
+        # Buffers (normalisation statistics) are equal on every rank by construction.
+        step_returns = DistributedDataParallel(
+            step_returns,
+            device_ids=[device] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
+    if cfg.compile and device.type == "cuda":
+        step_returns = torch.compile(step_returns)  # type: ignore[assignment]
     checkpointer = callback if isinstance(callback, CheckpointCallback) else None
     use_autocast = device.type == "cuda" and cfg.mixed_precision
-    members, length, obs_shape = ensemble.members, data.segment_length, data.obs_shape
+    members = ensemble.members
     n_train = int(train_index.numel())
     batch = min(cfg.batch_size, n_train)
     labelled = data.desirability is not None and cfg.desirability_weight > 0
@@ -311,50 +386,57 @@ def train_reward_model(
         accuracy_sum = torch.zeros((), device=device)
         stop, epoch_steps = False, 0
         for part in _chunks(n_train, batch):
-            pair_ids = order[:, part]  # (K, b)
-            segments = data.pairs[pair_ids]  # (K, b, 2)
-            b = segments.shape[1]
-            obs = data.observations[segments].reshape(members, b * 2 * length, *obs_shape)
-            act = (
-                data.actions[segments].reshape(members, b * 2 * length, data.act_dim)
-                if data.actions is not None
-                else None
-            )
+            # Under DDP this rank takes its share of the minibatch's pairs; `share` weights its
+            # loss so that DDP's average over ranks is the mean over the whole minibatch.
+            full = order[:, part]  # (K, b)
+            pair_ids = full.tensor_split(world, dim=1)[rank] if world > 1 else full
+            share = pair_ids.shape[1] / full.shape[1] * world
+            segments = data.pairs[pair_ids]  # (K, b_rank, 2)
             with autocast():
-                rewards = ensemble.member_rewards(obs, act, normalise_output=False)  # (K, b·2·T)
-            returns = rewards.float().reshape(members, b, 2, length).sum(-1)  # (K, b, 2)
-            loss, metrics = bradley_terry_loss(
-                returns[..., 0],
-                returns[..., 1],
-                data.preferences[pair_ids],
-                random_response=cfg.random_response,
-            )
-            if labelled:
-                assert data.desirability is not None
-                aux, _ = desirability_loss(returns, data.desirability[segments])
-                loss = loss + cfg.desirability_weight * aux
+                returns = step_returns(segments, data.observations, data.actions)  # (K, b, 2)
+            if segments.shape[1] == 0:  # more ranks than pairs: join the gradient average
+                loss, metrics = returns.sum() * 0.0, {"loss": 0.0, "accuracy": 0.0}
+            else:
+                loss, metrics = bradley_terry_loss(
+                    returns[..., 0],
+                    returns[..., 1],
+                    data.preferences[pair_ids],
+                    random_response=cfg.random_response,
+                )
+                loss = loss * share
+                if labelled:
+                    assert data.desirability is not None
+                    labels = data.desirability[segments]
+                    aux, _ = desirability_loss(returns, labels)
+                    if world > 1:  # a mean over labelled clips: weight by this rank's share
+                        known = (~torch.isnan(labels)).sum()
+                        known_all = (~torch.isnan(data.desirability[data.pairs[full]])).sum()
+                        aux = aux * (known / known_all.clamp_min(1) * world)
+                    loss = loss + cfg.desirability_weight * aux
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             step += 1
             epoch_steps += 1
-            loss_sum += metrics["loss"]
-            accuracy_sum += metrics["accuracy"]
-            if (
-                callback is not None
-                and cfg.report_every_steps
-                and step % cfg.report_every_steps == 0
-            ):
+            loss_sum += metrics["loss"] * (share / world)
+            accuracy_sum += metrics["accuracy"] * (share / world)
+            if cfg.report_every_steps and step % cfg.report_every_steps == 0:
                 report = {
                     "epoch": float(epoch),
                     "train_loss": float(metrics["loss"]),
                     "train_accuracy": float(metrics["accuracy"]),
                 }
-                if not callback.on_step(step, report):
+                wants_stop = (
+                    rank == 0 and callback is not None and not callback.on_step(step, report)
+                )
+                if _agree(wants_stop, device, world):
                     stop = True
                     break
 
         # 4. End of epoch: held-out loss, best weights, early stopping, report.
+        if world > 1:  # each rank summed its weighted share: the sum is the whole minibatch's
+            dist.all_reduce(loss_sum)
+            dist.all_reduce(accuracy_sum)
         train_loss = float(loss_sum) / epoch_steps
         record = {
             "epoch": float(epoch),
@@ -364,6 +446,12 @@ def train_reward_model(
         }
         if held_index.numel():
             record.update(held_out_metrics())
+            if world > 1:  # rank 0's numbers decide, so every rank keeps the same best epoch
+                values = torch.tensor(
+                    [record["held_out_loss"], record["held_out_accuracy"]], device=device
+                )
+                dist.broadcast(values, src=0)
+                record["held_out_loss"], record["held_out_accuracy"] = values.tolist()
             score = record["held_out_loss"]
         else:
             score = -float(epoch)  # no held-out data: the latest epoch is the best
@@ -376,13 +464,14 @@ def train_reward_model(
         if stop:
             stop_reason = "callback"
             break
-        if callback is not None and not callback.on_step(step, record):
+        wants_stop = rank == 0 and callback is not None and not callback.on_step(step, record)
+        if _agree(wants_stop, device, world):
             stop_reason = "callback"
             break
         if cfg.patience and held_index.numel() and bad_epochs >= cfg.patience:
             stop_reason = "early_stopping"
             break
-        if checkpointer is not None:
+        if checkpointer is not None and rank == 0:
             checkpointer.on_checkpoint(
                 TrainingState(
                     net_config=net_config,
