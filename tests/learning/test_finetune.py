@@ -1,0 +1,204 @@
+"""learning.core fine-tuning and behavioural cloning: real Gymnasium envs, real SB3, on CPU."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from learning.core.bc import BCConfig, bc_loss, behaviour_clone
+from learning.core.callbacks import RecordingCallback
+from learning.core.configs import ConfigError, RewardNetConfig
+from learning.core.finetune import (
+    EnsembleReward,
+    EpisodeRecorder,
+    FinetuneConfig,
+    LearnedRewardVecEnv,
+    build_model,
+    encode_actions,
+    evaluate_policy,
+    finetune_policy,
+    load_policy,
+    make_vec_env,
+    relabel_replay_buffer,
+    save_policy,
+)
+from learning.core.nets import RewardEnsemble
+from learning.core.rollouts import CheckpointError, collect_episode, make_env, policy_for
+
+torch.set_num_threads(1)
+
+TINY = FinetuneConfig(
+    total_steps=256, n_envs=2, n_steps=64, batch_size=64, n_epochs=2, learning_starts=64,
+    buffer_size=1_000, eval_episodes=1, report_every_steps=64, device="cpu", net_arch=(16,),
+)
+
+
+def _ensemble(obs_dim: int, act_dim: int, *, members: int = 3, seed: int = 0) -> RewardEnsemble:
+    config = RewardNetConfig(hidden_sizes=(16,), ensemble_size=members)
+    ensemble = RewardEnsemble(config, (obs_dim,), act_dim, generator=torch.Generator().manual_seed(seed))
+    return ensemble.eval()
+
+
+# ----------------------------------------------------------------------------- the wrapper
+
+
+def test_wrapper_rewards_in_one_batch_equal_per_step_calls() -> None:
+    venv = make_vec_env("Pendulum-v1", 4, seed=0)
+    reward = EnsembleReward(_ensemble(3, 1), std_penalty=0.5)
+    recorder = EpisodeRecorder()
+    wrapped = LearnedRewardVecEnv(venv, reward, recorder=recorder)
+    obs = wrapped.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        actions = rng.uniform(-2, 2, size=(4, 1)).astype(np.float32)
+        next_obs, rewards, _, infos = wrapped.step(actions)
+        one_by_one = [
+            float(reward(torch.as_tensor(obs[i : i + 1]), torch.as_tensor(actions[i : i + 1]),
+                         torch.as_tensor(next_obs[i : i + 1]))[0])
+            for i in range(4)
+        ]
+        np.testing.assert_allclose(rewards, one_by_one, atol=1e-5)
+        # mean − 0.5·std over members, by hand, for the first env
+        members = reward.ensemble(torch.as_tensor(obs[:1]), torch.as_tensor(actions[:1]))[:, 0]
+        expected = members.mean() - 0.5 * members.std(unbiased=False)
+        assert rewards[0] == pytest.approx(float(expected.detach()), abs=1e-5)
+        assert all("true_reward" in info for info in infos)
+        assert not np.allclose(rewards, [info["true_reward"] for info in infos])
+        obs = next_obs
+    wrapped.close()
+
+
+def test_wrapper_records_episodes_with_terminations_and_one_hot_actions() -> None:
+    recorder = EpisodeRecorder()
+    wrapped = LearnedRewardVecEnv(make_vec_env("CartPole-v1", 2, seed=1), None, recorder=recorder)
+    wrapped.reset()
+    for _ in range(200):
+        wrapped.step(np.array([0, 0]))  # always push left: the pole falls within ~10 steps
+    episodes = recorder.drain()
+    assert len(episodes) >= 4 and all(e.terminated for e in episodes)
+    first = episodes[0]
+    assert first.observations.shape == (first.length, 4)
+    np.testing.assert_array_equal(first.actions, np.tile([1.0, 0.0], (first.length, 1)))
+    np.testing.assert_array_equal(first.rewards, np.ones(first.length))  # true reward kept
+    assert recorder.drain() == []
+
+
+def test_absorbing_baseline_is_subtracted() -> None:
+    ensemble = _ensemble(5, 2)  # CartPole obs (4) + the absorbing flag
+    plain = EnsembleReward(ensemble)
+    absorbing = EnsembleReward(ensemble, absorbing=True)
+    obs, act = torch.randn(7, 4), torch.as_tensor(encode_actions(np.arange(7) % 2, gym.spaces.Discrete(2)))
+    flagged = torch.cat([obs, torch.zeros(7, 1)], 1)
+    terminal = torch.zeros(1, 5)
+    terminal[0, -1] = 1.0
+    expected = plain(flagged, act, flagged) - plain(terminal, torch.zeros(1, 2), terminal)
+    torch.testing.assert_close(absorbing(obs, act, obs), expected)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+@pytest.mark.parametrize(
+    ("algo", "env_id"), [("ppo", "CartPole-v1"), ("sac", "Pendulum-v1"), ("dqn", "CartPole-v1")]
+)
+def test_tiny_finetune_runs_against_the_learned_reward(algo: str, env_id: str) -> None:
+    env = gym.make(env_id)
+    obs_dim, act_dim = env.observation_space.shape[0], encode_actions(
+        np.asarray([env.action_space.sample()]), env.action_space
+    ).shape[1]
+    env.close()
+    reward = EnsembleReward(_ensemble(obs_dim, act_dim), std_penalty=1.0)
+    recording = RecordingCallback()
+    result = finetune_policy(replace(TINY, algo=algo), env_id, reward, callback=recording)
+    assert result.env_steps >= 256 and result.stop_reason == "total_steps"
+    assert type(result.model).__name__.lower() == algo
+    assert result.evaluation is not None and np.isfinite(result.evaluation.mean_return)
+    assert [step for step, _ in recording.history][:2] == [64, 128]
+    assert "true_return_mean" in recording.history[-1][1]
+
+
+def test_callback_false_stops_finetuning() -> None:
+    result = finetune_policy(
+        replace(TINY, algo="ppo", total_steps=2_000, eval_episodes=0),
+        "CartPole-v1",
+        None,
+        callback=RecordingCallback(stop_after_steps=128),
+    )
+    assert result.stop_reason == "callback" and result.env_steps < 2_000 and result.evaluation is None
+
+
+def test_replay_buffer_relabelled_with_the_new_reward() -> None:
+    wrapped = LearnedRewardVecEnv(make_vec_env("Pendulum-v1", 2, seed=0), EnsembleReward(_ensemble(3, 1, seed=0)))
+    model = build_model(replace(TINY, algo="sac"), wrapped)
+    model.learn(200)
+    wrapped.set_reward(EnsembleReward(_ensemble(3, 1, seed=1)))
+    assert relabel_replay_buffer(model, wrapped) == 200
+    buffer = model.replay_buffer
+    obs, next_obs = buffer.observations[:100, 0], buffer.next_observations[:100, 0]
+    actions = model.policy.unscale_action(buffer.actions[:100, 0])
+    expected = wrapped.compute(obs, actions.astype(np.float32), next_obs)
+    np.testing.assert_allclose(buffer.rewards[:100, 0], expected, atol=1e-5)
+
+
+def test_algorithm_that_cannot_act_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="SAC needs continuous"):
+        finetune_policy(replace(TINY, algo="sac"), "CartPole-v1", None)
+    with pytest.raises(ConfigError, match="n_envs must be ≥ 1"):
+        FinetuneConfig(n_envs=0)
+
+
+def test_policy_checkpoint_round_trip_with_weights_only(tmp_path: Path) -> None:
+    venv = make_vec_env("CartPole-v1", 1, seed=0)
+    model = build_model(replace(TINY, algo="ppo"), venv)
+    save_policy(tmp_path / "p.pt", model, replace(TINY, algo="ppo"), env_id="CartPole-v1")
+    loaded, config, env_id = load_policy(tmp_path / "p.pt")
+    assert env_id == "CartPole-v1" and config.algo == "ppo"
+    obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_policy(tmp_path / "bad.pt")
+
+
+# ----------------------------------------------------------------------------- BC
+
+
+def _demonstrations(env_id: str, episodes: int, max_steps: int) -> tuple[np.ndarray, np.ndarray, float]:
+    env = make_env(env_id, render=False)
+    expert = policy_for("scripted", env)
+    rollouts = [collect_episode(env, expert, seed=s, max_steps=max_steps, render=False) for s in range(episodes)]
+    env.close()
+    return (
+        np.concatenate([r.observations for r in rollouts]),
+        np.concatenate([r.actions for r in rollouts]),
+        float(np.mean([r.true_return for r in rollouts])),
+    )
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_bc_reaches_the_demonstrators_return_on_cartpole(algo: str) -> None:
+    obs, actions, expert_return = _demonstrations("CartPole-v1", 4, 500)
+    assert expert_return == 500.0
+    model = build_model(replace(TINY, algo=algo, net_arch=(32, 32)), make_vec_env("CartPole-v1", 1, seed=0))
+    before = evaluate_policy(model, "CartPole-v1", episodes=3).mean_return
+    recording = RecordingCallback()
+    result = behaviour_clone(model, obs, actions, BCConfig(epochs=20, seed=0), recording)
+    after = evaluate_policy(model, "CartPole-v1", episodes=3).mean_return
+    assert before < 200
+    assert after >= 0.95 * expert_return, (after, result)
+    assert result.held_out_accuracy > 0.9 and len(recording.history) == result.epochs
+
+
+def test_bc_clones_a_continuous_controller_into_sac() -> None:
+    obs, actions, _ = _demonstrations("Pendulum-v1", 6, 200)
+    model = build_model(replace(TINY, algo="sac", net_arch=(64, 64)), make_vec_env("Pendulum-v1", 1, seed=0))
+    with torch.no_grad():
+        _, before = bc_loss(model, torch.as_tensor(obs), torch.as_tensor(actions))
+    result = behaviour_clone(model, obs, actions, BCConfig(epochs=30, seed=0))
+    # The squashed-Gaussian mode moves towards the controller's torques (error at least halved).
+    assert result.held_out_mse < 0.6 * float(before["mse"]), (float(before["mse"]), result.held_out_mse)
