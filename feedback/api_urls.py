@@ -1,6 +1,7 @@
 from django.urls import path
 
 from feedback import apis
+from feedback.apis import datasets as dataset_apis
 
 urlpatterns = [
     path("auth/token/", apis.TokenApi.as_view(), name="api-token"),
@@ -26,6 +27,13 @@ urlpatterns = [
         "campaigns/<int:campaign_id>/practice/<int:pair_id>/",
         apis.PracticeCheckApi.as_view(),
         name="api-practice-check",
+    ),
+    path("datasets/", dataset_apis.DatasetListApi.as_view(), name="api-datasets"),
+    path("datasets/<int:snapshot_id>/", dataset_apis.DatasetDetailApi.as_view(), name="api-dataset"),
+    path(
+        "datasets/<int:snapshot_id>/files/<str:name>",
+        dataset_apis.DatasetFileApi.as_view(),
+        name="api-dataset-file",
     ),
     path("trajectories/", apis.TrajectoryCreateApi.as_view(), name="api-trajectories"),
     path("trajectories/<int:trajectory_id>/", apis.TrajectoryDetailApi.as_view(), name="api-trajectory"),

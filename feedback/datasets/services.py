@@ -202,7 +202,10 @@ def snapshot_build(*, snapshot_id: int) -> str:
         )
         return DatasetSnapshot.Status.SUCCEEDED
     except Exception as exc:  # noqa: BLE001 - any failure must end the snapshot as failed, with why
-        logger.exception("dataset snapshot %s failed", snapshot_id)
+        if isinstance(exc, DatasetExportError):
+            logger.info("dataset snapshot %s failed: %s", snapshot_id, exc)
+        else:
+            logger.exception("dataset snapshot %s failed", snapshot_id)
         for name in stored:
             default_storage.delete(name)
         message = str(exc) if isinstance(exc, DatasetExportError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,41 @@
+"""Helpers for the dataset tests: a labelled campaign with known votes."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+
+from feedback import services
+from feedback.models import Judgement
+from feedback.services.annotation import JudgementInput
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def label(user: Any, campaign: Any, answers: list[str], *, simulated: bool = False,
+          day: int = 0) -> list[Judgement]:
+    """``user`` answers the next pairs of ``campaign`` with ``answers`` (screen terms);
+    the judgements are dated ``T0 + day`` days, a minute apart."""
+    out = []
+    for index, answer in enumerate(answers):
+        # A fixed rng: which side is shown left (and so the canonical answer) is reproducible.
+        assignment = services.assignment_lease_next(campaign=campaign, annotator=user, rng=random.Random(index))
+        assert assignment is not None
+        judgement, _ = services.judgement_record(
+            assignment_id=assignment.pk, annotator=user, is_simulated=simulated,
+            answer=JudgementInput(answer, "desirable", "desirable" if index % 3 else "undesirable",
+                                  confidence=0.25 * (index % 4), elapsed_ms=2000 + index),
+        )
+        when = T0 + timedelta(days=day, minutes=len(out) + 10 * user.pk)
+        Judgement.objects.filter(pk=judgement.pk).update(created_at=when)
+        out.append(judgement)
+    return out
+
+
+def simulated_user() -> User:
+    user = User.objects.create_user(username="sim-teacher", password="x")
+    user.groups.add(Group.objects.get_or_create(name="annotator")[0])
+    return user
