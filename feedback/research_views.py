@@ -47,3 +47,18 @@ def pair_detail(request: HttpRequest, pair_id: int) -> HttpResponse:
         raise Http404(f"No pair with id {pair_id}.")
     campaign = _campaign(campaign_id, request)
     return render(request, "research/pair.html", {"campaign": campaign, "pair_id": pair_id})
+
+
+@login_required
+def datasets(request: HttpRequest) -> HttpResponse:
+    """Export dataset snapshots and download them: the form posts to the API, the export
+    runs as a job, and the page polls each unfinished snapshot for its progress."""
+    _require_research(request)
+    from feedback.models import DatasetSnapshot
+
+    campaigns = Campaign.objects.select_related("env").order_by("name")
+    selected = request.GET.get("campaign", "")
+    return render(request, "research/datasets.html", {
+        "campaigns": campaigns, "selected": selected,
+        "snapshots": DatasetSnapshot.objects.prefetch_related("campaigns")[:100],
+    })

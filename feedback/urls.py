@@ -13,5 +13,6 @@ urlpatterns = [
         research_views.campaign_dashboard,
         name="research-campaign",
     ),
+    path("research/datasets/", research_views.datasets, name="research-datasets"),
     path("research/pairs/<int:pair_id>/", research_views.pair_detail, name="research-pair"),
 ]
