@@ -15,6 +15,7 @@ __all__ = ["ACTIVATIONS", "DEVICES", "ConfigError", "RewardNetConfig", "RewardTr
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "silu")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(ValueError):
@@ -134,6 +135,11 @@ class RewardTrainingConfig(_ConfigBase):
     first steps pay a compilation of tens of seconds, so it pays off on long runs over large
     datasets; ignored on CPU."""
 
+    compile_mode: str = "default"
+    """``torch.compile`` mode when ``compile`` is on: ``default``, or
+    ``max-autotune-no-cudagraphs``, which times Triton matrix-product templates with the
+    activation fused into them (minutes of compilation, for the longest runs)."""
+
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -156,6 +162,10 @@ class RewardTrainingConfig(_ConfigBase):
             (self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}"),
             (self.report_every_steps >= 0, "report_every_steps must be ≥ 0"),
             (self.eval_chunk_rows >= 1, "eval_chunk_rows must be ≥ 1"),
+            (
+                self.compile_mode in COMPILE_MODES,
+                f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

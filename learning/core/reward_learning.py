@@ -323,7 +323,7 @@ def train_reward_model(
             broadcast_buffers=False,
         )
     if cfg.compile and device.type == "cuda":
-        step_returns = torch.compile(step_returns)  # type: ignore[assignment]
+        step_returns = torch.compile(step_returns, mode=cfg.compile_mode)  # type: ignore[assignment]
     checkpointer = callback if isinstance(callback, CheckpointCallback) else None
     use_autocast = device.type == "cuda" and cfg.mixed_precision
     members = ensemble.members
