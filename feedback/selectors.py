@@ -47,8 +47,15 @@ def campaign_open_to(user: Any) -> Exists:
 
 
 def campaign_for_labelling(*, campaign_id: int, user: Any) -> Campaign:
-    """The campaign with ``may_label`` computed in the same query (no extra round trip)."""
-    return Campaign.objects.annotate(may_label=campaign_open_to(user)).get(pk=campaign_id)
+    """The campaign with ``may_label`` computed in the same query (no extra round trip).
+
+    Hand-written SQL: this runs on every lease (see ``feedback.services.annotation_sql``)."""
+    from feedback.services.annotation_sql import campaign_with_may_label
+
+    campaign = campaign_with_may_label(campaign_id=campaign_id, user=user)
+    if campaign is None:
+        raise Campaign.DoesNotExist(f"No campaign with id {campaign_id}.")
+    return campaign
 
 
 def campaign_get_for_user(*, campaign_id: int, user: Any) -> Campaign:

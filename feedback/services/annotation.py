@@ -39,11 +39,11 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from feedback.broadcast import campaign_event_send
+from feedback.services import annotation_sql as sql
 from feedback.roles import can_label, is_admin
 from feedback.models import Assignment, Campaign, Judgement, Pair
 
 MAX_LEASE_ATTEMPTS = 8
-LEASE_BATCH = 8  # candidates locked per attempt
 RECLAIM_BATCH = 200  # lapsed leases given back per call
 
 
@@ -170,14 +170,16 @@ def _resume_open_lease(
     taken a slot that was never given back. One whose slot was reclaimed is renewed only if
     its pair is still open. Dead leases (reclaimed, pair full) are filtered out in SQL.
     """
-    open_leases = (
-        Assignment.objects.select_for_update(of=("self",))
-        .filter(annotator=annotator, pair__campaign=campaign, completed_at__isnull=True)
-        .filter(Q(holds_slot=True) | Q(pair__is_open=True))
-        .exclude(pk__in=list(exclude_ids))
+    ids = sql.open_lease_ids(campaign_id=campaign.pk, annotator_id=annotator.pk, exclude_ids=list(exclude_ids))
+    if not ids:
+        return None  # the usual case: one query, no ORM
+    # Rare: the caller reloaded the page or lost a response. The rows are locked already.
+    resumable = (
+        Assignment.objects.filter(pk__in=ids)
+        .select_related("pair__segment_a", "pair__segment_b")  # for the response, in this query
         .order_by("leased_at", "id")
     )
-    for assignment in open_leases[:LEASE_BATCH]:
+    for assignment in resumable:
         if assignment.holds_slot:
             return _renew(assignment, campaign=campaign, now=now)
         pair = _locked_pair(assignment.pair_id)
@@ -194,13 +196,8 @@ def _reclaim_lapsed(*, campaign: Campaign, now: datetime) -> int:
     Runs at the start of every new lease, so no sweeper process is needed. The lapsed lease
     keeps its row: its owner may still answer it if the pair is not filled meanwhile.
     """
-    lapsed = Assignment.objects.filter(
-        pair__campaign=campaign, completed_at__isnull=True, holds_slot=True, expires_at__lte=now
-    ).order_by("expires_at")
-    if connection.features.has_select_for_update_skip_locked:
-        # Leases being renewed or answered right now are theirs to settle.
-        lapsed = lapsed.select_for_update(skip_locked=True, of=("self",))
-    rows = list(lapsed.values_list("id", "pair_id")[:RECLAIM_BATCH])
+    # Leases being renewed or answered right now are locked: theirs to settle (skipped).
+    rows = sql.lapsed_leases(campaign_id=campaign.pk, now=now, limit=RECLAIM_BATCH)
     if not rows:
         return 0
     Assignment.objects.filter(pk__in=[assignment_id for assignment_id, _ in rows]).update(holds_slot=False)
@@ -209,22 +206,6 @@ def _reclaim_lapsed(*, campaign: Campaign, now: datetime) -> int:
         pair_ids = sorted(p for p, n in per_pair.items() if n == released)
         Pair.objects.filter(pk__in=pair_ids).update(slots_taken=F("slots_taken") - released, is_open=True)
     return len(rows)
-
-
-def _lock_candidates(*, campaign: Campaign, annotator: Any, gold: bool, skip_locked: bool) -> list[Pair]:
-    """Lock up to LEASE_BATCH open pairs the annotator never had, highest priority first.
-
-    FOR UPDATE returns each row's newest committed version and re-checks is_open on it, so
-    the counters read here are current.
-    """
-    mine = Assignment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
-    return list(
-        Pair.objects.filter(campaign=campaign, is_open=True, is_gold=gold)
-        .exclude(Exists(mine))
-        .order_by("-priority", "id")
-        .select_related("segment_a", "segment_b")
-        .select_for_update(no_key=True, skip_locked=skip_locked, of=("self",))[:LEASE_BATCH]
-    )
 
 
 REPEAT_NOT_AMONG_LAST = 3  # never re-show one of the caller's last few answers
@@ -314,9 +295,9 @@ def assignment_lease_next(
     want_gold = campaign.gold_rate > 0 and rng.random() < campaign.gold_rate
     exclude_ids = list(exclude_ids)
     skip_locked = connection.features.has_select_for_update_skip_locked
+    left_is_a: bool | None = None
     for _ in range(MAX_LEASE_ATTEMPTS):
         moment = now or timezone.now()
-        batch: list[Pair] = []
         try:
             with transaction.atomic():
                 resumed = _resume_open_lease(
@@ -329,30 +310,22 @@ def assignment_lease_next(
                     repeat = _lease_repeat(campaign=campaign, annotator=annotator, now=moment, rng=rng)
                     if repeat is not None:
                         return repeat
+                if left_is_a is None:  # drawn once per new lease, whatever the retries
+                    left_is_a = rng.random() < 0.5
                 # Gold pairs are mixed in at the campaign's gold rate and look like any
                 # other pair; when none is left for this annotator, a normal pair is served.
                 # Only normal pairs decide "nothing left".
-                kinds = [True, False] if want_gold else [False]
-                for gold in kinds:
-                    batch = _lock_candidates(
-                        campaign=campaign, annotator=annotator, gold=gold, skip_locked=skip_locked
+                for gold in [True, False] if want_gold else [False]:
+                    leased = sql.lease_new_pair(
+                        campaign_id=campaign.pk, annotator=annotator, gold=gold, skip_locked=skip_locked,
+                        left_is_a=left_is_a, leased_at=moment,
+                        expires_at=moment + timedelta(seconds=campaign.lease_seconds),
                     )
-                    for pair in batch:
-                        if pair.slots_taken >= pair.slot_limit:  # only after a concurrent limit change
-                            continue
-                        _take_slot(pair)
-                        return Assignment.objects.create(
-                            pair=pair,
-                            annotator=annotator,
-                            left_is_a=rng.random() < 0.5,
-                            leased_at=moment,
-                            expires_at=moment + timedelta(seconds=campaign.lease_seconds),
-                        )
+                    if leased is not None:
+                        return leased
         except IntegrityError:
             # The same annotator leased this pair from a parallel request; try again.
             continue
-        if len(batch) == LEASE_BATCH:
-            continue  # every candidate filled up meanwhile; there may be more
         if not skip_locked:
             return None
         # Pairs locked by leases in flight were skipped; wait for them before saying "none".
@@ -360,7 +333,7 @@ def assignment_lease_next(
     return None
 
 
-def _widen_if_disagreeing(*, pair_id: int, campaign: Campaign) -> int:
+def _widen_if_disagreeing(*, pair_id: int, max_overlap: int) -> int:
     """Adaptive overlap: when every wanted label is in and they disagree, want one more
     (up to the campaign's max_overlap). Returns the number of slots added (0 or 1).
 
@@ -368,7 +341,7 @@ def _widen_if_disagreeing(*, pair_id: int, campaign: Campaign) -> int:
     """
     pair = _locked_pair(pair_id)
     votes = list(Judgement.objects.filter(pair_id=pair_id).values_list("preference", flat=True))
-    if len(votes) < pair.slot_limit or pair.slot_limit >= campaign.max_overlap:
+    if len(votes) < pair.slot_limit or pair.slot_limit >= max_overlap:
         return 0
     if len({vote for vote in votes if vote != Judgement.Preference.CANT_TELL}) <= 1:
         return 0
@@ -395,20 +368,16 @@ def judgement_record(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update(of=("self",))
-            .select_related("pair__campaign")
-            .get(pk=assignment_id)
-        )
+        assignment = sql.lock_assignment(assignment_id=assignment_id)
+        if assignment is None:
+            raise Assignment.DoesNotExist(f"No assignment with id {assignment_id}.")
         if assignment.annotator_id != annotator.pk:
             raise NotYourAssignment("This assignment was leased to another annotator.")
         canonical = to_canonical(answer, left_is_a=assignment.left_is_a)
         # A judgement and its assignment's completed_at are written in one transaction, so
         # an open assignment has no judgement: the first submit skips the lookup.
         existing = (
-            Judgement.objects.filter(assignment=assignment).first()
-            if assignment.completed_at is not None
-            else None
+            Judgement.objects.filter(assignment_id=assignment.id).first() if assignment.completed else None
         )
         if existing is not None:
             same = all(getattr(existing, field) == value for field, value in canonical.items())
@@ -428,29 +397,26 @@ def judgement_record(
                     "ask for the next pair."
                 )
             _take_slot(pair)
-            assignment.holds_slot = True
-        judgement = Judgement.objects.create(
-            pair_id=assignment.pair_id,
-            annotator=annotator,
-            assignment=assignment,
-            elapsed_ms=answer.elapsed_ms,
-            left_is_a=assignment.left_is_a,
-            is_simulated=is_simulated,
-            **canonical,
-        )
-        assignment.completed_at = now
-        assignment.save(update_fields=["completed_at", "holds_slot"])
-        campaign = assignment.pair.campaign
-        campaign_id = campaign.pk
         # Gold and repeat pairs are quality control, not campaign progress.
-        progress = not assignment.pair.is_gold and assignment.pair.repeat_of_id is None
-        extra = 0
-        if campaign.adaptive_overlap and progress:
-            extra = _widen_if_disagreeing(pair_id=assignment.pair_id, campaign=campaign)
-        if progress:
-            # Last statement before commit: the campaign row's lock is held only for the commit.
+        progress = not assignment.pair_is_gold and not assignment.pair_is_repeat
+        widen = progress and assignment.adaptive_overlap
+        values = {
+            "annotator_id": annotator.pk, "elapsed_ms": answer.elapsed_ms, "left_is_a": assignment.left_is_a,
+            "is_simulated": is_simulated, **canonical,
+        }
+        judgement_id = sql.record_judgement(
+            assignment=assignment, values=values, now=now, count_label=progress and not widen
+        )
+        campaign_id = assignment.campaign_id
+        if widen:
+            # Counts the vote just inserted; the counter update stays the last statement.
+            extra = _widen_if_disagreeing(pair_id=assignment.pair_id, max_overlap=assignment.max_overlap)
             Campaign.objects.filter(pk=campaign_id).update(
                 label_count=F("label_count") + 1, extra_slots=F("extra_slots") + extra
             )
         transaction.on_commit(lambda: campaign_event_send(campaign_id=campaign_id, event="progress"))
+    judgement = Judgement(id=judgement_id, pair_id=assignment.pair_id, assignment_id=assignment.id,
+                          created_at=now, **values)
+    judgement._state.adding = False
+    judgement._state.db = connection.alias
     return judgement, True

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -550,16 +551,24 @@ def test_bad_judgement_input_is_400_naming_the_problem_and_writes_nothing(
 
 # --- query counts ----------------------------------------------------------------------------------
 
-# Token with roles (1), campaign with may-label (1), savepoint, open leases, reclaim lapsed
-# leases, open candidates with their segments, take the slot, insert, release (7).
-NEXT_NEW_LEASE_QUERIES = 9
-# Token with roles, campaign, savepoint, open leases, renew, release, the lease with segments.
-NEXT_RESUMED_LEASE_QUERIES = 7
-# Token with roles, savepoint, lock the assignment (with its pair and campaign), insert
-# judgement, complete assignment, campaign label counter, release. (No lookup of an
-# existing judgement while the assignment is open.)
-JUDGEMENT_QUERIES = 7
-JUDGEMENT_RESUBMIT_QUERIES = 5
+# The hot endpoints' statements are hand-written SQL (feedback/services/annotation_sql.py).
+# New lease: token with the caller's groups (1), campaign with may-label (1), savepoint, the
+# caller's open leases, lapsed leases to reclaim, then on PostgreSQL one statement that locks a
+# candidate, takes its slot and inserts the lease returning both segments (1); SQLite, with no
+# data-modifying CTEs, runs pick-with-segments, take the slot, insert (3). Release.
+NEXT_NEW_LEASE_QUERIES = {"postgresql": 7, "sqlite": 9}
+# Token, campaign, savepoint, open leases, the lease with its segments, renew, release.
+NEXT_RESUMED_LEASE_QUERIES = {"postgresql": 7, "sqlite": 7}
+# Token, savepoint, lock the assignment (with its pair and campaign), then on PostgreSQL one
+# statement inserting the judgement, completing the assignment and counting the label; SQLite
+# runs those as three. Release. (No lookup of an existing judgement while the assignment is open.)
+JUDGEMENT_QUERIES = {"postgresql": 5, "sqlite": 7}
+# Token, savepoint, lock the assignment, the stored judgement, release.
+JUDGEMENT_RESUBMIT_QUERIES = {"postgresql": 5, "sqlite": 5}
+
+
+def _pinned(counts: dict[str, int]) -> int:
+    return counts[connection.vendor]
 
 
 def test_next_and_judgement_run_a_fixed_number_of_queries(
@@ -569,21 +578,21 @@ def test_next_and_judgement_run_a_fixed_number_of_queries(
     campaign = quick_campaign(n_trajectories=4, pairs=20)
     client = api_client_for(annotator)
     client.get("/api/v1/me/")  # creates the token outside the measured calls
-    with django_assert_num_queries(NEXT_NEW_LEASE_QUERIES):
+    with django_assert_num_queries(_pinned(NEXT_NEW_LEASE_QUERIES)):
         lease = client.post(_next_url(campaign), {}, format="json").json()
-    with django_assert_num_queries(NEXT_RESUMED_LEASE_QUERIES):
+    with django_assert_num_queries(_pinned(NEXT_RESUMED_LEASE_QUERIES)):
         assert client.post(_next_url(campaign), {}, format="json").json()["assignment_id"] == lease["assignment_id"]
-    with django_assert_num_queries(JUDGEMENT_QUERIES):
+    with django_assert_num_queries(_pinned(JUDGEMENT_QUERIES)):
         assert client.post(_judgement_url(lease["assignment_id"]), VALID_ANSWER, format="json").status_code == 201
-    with django_assert_num_queries(JUDGEMENT_RESUBMIT_QUERIES):
+    with django_assert_num_queries(_pinned(JUDGEMENT_RESUBMIT_QUERIES)):
         assert client.post(_judgement_url(lease["assignment_id"]), VALID_ANSWER, format="json").status_code == 200
     # The count does not grow with the work already done in the campaign.
     for _ in range(5):
         lease = client.post(_next_url(campaign), {}, format="json").json()
         client.post(_judgement_url(lease["assignment_id"]), VALID_ANSWER, format="json")
-    with django_assert_num_queries(NEXT_NEW_LEASE_QUERIES):
+    with django_assert_num_queries(_pinned(NEXT_NEW_LEASE_QUERIES)):
         lease = client.post(_next_url(campaign), {}, format="json").json()
-    with django_assert_num_queries(JUDGEMENT_QUERIES):
+    with django_assert_num_queries(_pinned(JUDGEMENT_QUERIES)):
         client.post(_judgement_url(lease["assignment_id"]), VALID_ANSWER, format="json")
 
 
@@ -865,7 +874,7 @@ def test_abandoned_leases_do_not_make_next_slower(
         Judgement.objects.filter(annotator=other_annotator).values_list("pair_id", flat=True))
     client = api_client_for(annotator)
     client.get("/api/v1/me/")
-    with django_assert_num_queries(NEXT_NEW_LEASE_QUERIES):
+    with django_assert_num_queries(_pinned(NEXT_NEW_LEASE_QUERIES)):
         lease = client.post(_next_url(campaign), {}, format="json").json()
     assert lease["assignment_id"] not in {a.pk for a in abandoned}
 
