@@ -48,12 +48,13 @@ import numpy as np
 import torch
 
 from learning.core.callbacks import TrainingCallback
-from learning.core.configs import ConfigError, DEVICES, _ConfigBase
+from learning.core.configs import DEVICES, ConfigError, _ConfigBase
 from learning.core.nets import RewardEnsemble
 from learning.core.rollouts import CheckpointError
 
 __all__ = [
     "FINETUNE_ALGORITHMS",
+    "POLICY_CHECKPOINT_FORMAT",
     "EnsembleReward",
     "Episode",
     "EpisodeRecorder",
@@ -62,7 +63,6 @@ __all__ = [
     "FinetuneResult",
     "LearnedReward",
     "LearnedRewardVecEnv",
-    "POLICY_CHECKPOINT_FORMAT",
     "add_absorbing_feature",
     "build_model",
     "encode_actions",
@@ -303,7 +303,9 @@ class EnsembleReward:
         self.std_penalty = float(std_penalty)
         self.absorbing = absorbing
         self.baseline = 0.0
-        if absorbing:
+        # Only a model that saw absorbing steps (the flag varied in its training data) knows
+        # their value; otherwise the flag's input statistics are degenerate and it has none.
+        if absorbing and float(ensemble.obs_std.reshape(-1)[-1]) > 1e-3:
             obs = torch.zeros(1, *ensemble.obs_shape, device=self.device)
             obs[..., -1] = 1.0
             act = torch.zeros(1, max(ensemble.act_dim, 1), device=self.device)
