@@ -38,7 +38,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from feedback.broadcast import campaign_event_send
+from feedback.broadcast import campaign_progress_soon
 from feedback.services import annotation_sql as sql
 from feedback.roles import can_label, is_admin
 from feedback.models import Assignment, Campaign, Judgement, Pair
@@ -414,7 +414,7 @@ def judgement_record(
             Campaign.objects.filter(pk=campaign_id).update(
                 label_count=F("label_count") + 1, extra_slots=F("extra_slots") + extra
             )
-        transaction.on_commit(lambda: campaign_event_send(campaign_id=campaign_id, event="progress"))
+        transaction.on_commit(lambda: campaign_progress_soon(campaign_id=campaign_id))
     judgement = Judgement(id=judgement_id, pair_id=assignment.pair_id, assignment_id=assignment.id,
                           created_at=now, **values)
     judgement._state.adding = False
