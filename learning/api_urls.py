@@ -12,4 +12,9 @@ urlpatterns = [
         apis.ModelVersionPromoteApi.as_view(),
         name="api-learning-model-version-promote",
     ),
+    path(
+        "campaigns/<int:campaign_id>/retrain-rule/",
+        apis.RetrainRuleApi.as_view(),
+        name="api-learning-retrain-rule",
+    ),
 ]

@@ -17,7 +17,7 @@ from feedback.models import Campaign
 from feedback.roles import CanResearch, IsPrefLabAdmin
 from learning import selectors, services
 from learning.core.configs import ConfigError
-from learning.models import ModelVersion, TrainingRun
+from learning.models import ModelVersion, RetrainRule, RunKind, TrainingRun
 from learning.runner import RunConfig
 
 
@@ -55,6 +55,11 @@ def _version_json(version: ModelVersion) -> dict[str, Any]:
         "promoted": version.promoted,
         "promoted_at": version.promoted_at,
         "created_at": version.created_at,
+        "lineage": {
+            "parent": version.parent_id,
+            "reward_model": version.reward_model_id,
+            "policy": version.policy_id,
+        },
     }
 
 
@@ -66,14 +71,17 @@ def _run(run_id: int) -> TrainingRun:
 
 
 class RunCreateApi(APIView):
-    """Queue a reward-model training run for a campaign. ``config`` overrides fields of
-    ``RewardNetConfig`` (``net``) and ``RewardTrainingConfig`` (``train``); the rest take
-    defaults. A ``db_worker`` (or RQ worker) picks the run up."""
+    """Queue a training run for a campaign. ``kind`` is ``reward_model`` (the default) or
+    ``loop`` (one loop iteration: reward model → policy → rollouts → pairs). ``config``
+    overrides fields of ``RewardNetConfig`` (``net``) and ``RewardTrainingConfig`` (``train``),
+    and for a loop also ``FinetuneConfig`` (``finetune``) and ``LoopSettings`` (``loop``); the
+    rest take defaults. A ``db_worker`` (or RQ worker) picks the run up."""
 
     permission_classes = [IsAuthenticated, IsPrefLabAdmin]
 
     class RunInputSerializer(serializers.Serializer):
         campaign = serializers.IntegerField(min_value=1)
+        kind = serializers.ChoiceField(choices=RunKind.values, default=RunKind.REWARD_MODEL)
         config = serializers.DictField(required=False, default=dict)
 
     @extend_schema(
@@ -92,11 +100,19 @@ class RunCreateApi(APIView):
             raise exceptions.ValidationError(
                 {"campaign": [f"No campaign with id {data['campaign']}."]}
             ) from None
+        config: Any
         try:
-            config = RunConfig.from_dict(data["config"])
+            if data["kind"] == RunKind.LOOP:
+                from learning.loop import LoopRunConfig  # loads SB3: only for loop runs
+
+                config = LoopRunConfig.from_dict(data["config"])
+            else:
+                config = RunConfig.from_dict(data["config"])
         except ConfigError as exc:
             raise exceptions.ValidationError({"config": [str(exc)]}) from None
-        run = services.run_enqueue(campaign=campaign, config=config, triggered_by=request.user)
+        run = services.run_enqueue(
+            campaign=campaign, config=config, triggered_by=request.user, kind=data["kind"]
+        )
         return Response(
             _run_json(selectors.training_run_get(run_id=run.pk)), status=status.HTTP_201_CREATED
         )
@@ -185,3 +201,63 @@ class ModelVersionPromoteApi(APIView):
         except ModelVersion.DoesNotExist:
             raise exceptions.NotFound(f"No model version with id {version_id}.") from None
         return Response(_version_json(services.model_version_promote(version=version)))
+
+
+class RetrainRuleApi(APIView):
+    """A campaign's "retrain after N new judgements" rule. ``GET`` reads it (404 when there is
+    none); ``PUT {every_judgements, config?, enabled?}`` creates or replaces it, ``config``
+    being a reward-model run's (``net``/``train``). ``manage.py apply_retrain_rules`` fires
+    due rules. Admins."""
+
+    permission_classes = [IsAuthenticated, IsPrefLabAdmin]
+
+    class RuleInputSerializer(serializers.Serializer):
+        every_judgements = serializers.IntegerField(min_value=1)
+        config = serializers.DictField(required=False, default=dict)
+        enabled = serializers.BooleanField(required=False, default=True)
+
+    @staticmethod
+    def _campaign(campaign_id: int) -> Campaign:
+        try:
+            return Campaign.objects.get(pk=campaign_id)
+        except Campaign.DoesNotExist:
+            raise exceptions.NotFound(f"No campaign with id {campaign_id}.") from None
+
+    @staticmethod
+    def _json(rule: RetrainRule) -> dict[str, Any]:
+        return {
+            "campaign": rule.campaign_id,
+            "every_judgements": rule.every_judgements,
+            "config": rule.config,
+            "enabled": rule.enabled,
+            "last_judgement_count": rule.last_judgement_count,
+            "last_run": rule.last_run_id,
+            "updated_at": rule.updated_at,
+        }
+
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = self._campaign(campaign_id)
+        try:
+            rule = RetrainRule.objects.get(campaign=campaign)
+        except RetrainRule.DoesNotExist:
+            raise exceptions.NotFound(f"Campaign {campaign_id} has no retrain rule.") from None
+        return Response(self._json(rule))
+
+    @extend_schema(
+        request=RuleInputSerializer, responses={200: OpenApiResponse(), 400: ProblemSerializer}
+    )
+    def put(self, request: Request, campaign_id: int) -> Response:
+        campaign = self._campaign(campaign_id)
+        data = _validated(self.RuleInputSerializer, request)
+        try:
+            config = RunConfig.from_dict(data["config"])
+        except ConfigError as exc:
+            raise exceptions.ValidationError({"config": [str(exc)]}) from None
+        rule = services.retrain_rule_set(
+            campaign=campaign,
+            every_judgements=data["every_judgements"],
+            config=config,
+            enabled=data["enabled"],
+            updated_by=request.user,
+        )
+        return Response(self._json(rule))

@@ -6,11 +6,17 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from feedback.models import Campaign
+from feedback.models import Campaign, PolicyVersion
 
 
 class ModelKind(models.TextChoices):
     REWARD_MODEL = "reward_model", "reward model"
+    POLICY = "policy", "policy"
+
+
+class RunKind(models.TextChoices):
+    REWARD_MODEL = "reward_model", "reward model"
+    LOOP = "loop", "loop iteration"
 
 
 class TrainingRun(models.Model):
@@ -30,9 +36,7 @@ class TrainingRun(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
-    kind = models.CharField(
-        max_length=20, choices=ModelKind.choices, default=ModelKind.REWARD_MODEL
-    )
+    kind = models.CharField(max_length=20, choices=RunKind.choices, default=RunKind.REWARD_MODEL)
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="training_runs")
     config = models.JSONField(
         default=dict,
@@ -74,7 +78,7 @@ class TrainingRun(models.Model):
                 name="training_run_progress_unit_interval",
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["reward_model"]), name="training_run_kind_valid"
+                condition=Q(kind__in=["reward_model", "loop"]), name="training_run_kind_valid"
             ),
         ]
 
@@ -92,6 +96,21 @@ class ModelVersion(models.Model):
     )
     artifact = models.FileField(upload_to="model_versions/")
     metrics = models.JSONField(default=dict, blank=True)
+    # Lineage: the policy this one was fine-tuned from, the reward model it was trained
+    # against, and (for policies) the PolicyVersion its rollouts are stored under.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    reward_model = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="policies_trained"
+    )
+    policy = models.OneToOneField(
+        PolicyVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="model_version",
+    )
     promoted = models.BooleanField(default=False)
     promoted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -104,7 +123,41 @@ class ModelVersion(models.Model):
                 condition=Q(promoted=True),
                 name="model_version_one_promoted",
             ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["reward_model", "policy"]), name="model_version_kind_valid"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.kind} v{self.pk} (campaign {self.campaign_id}{', promoted' if self.promoted else ''})"
+
+
+class RetrainRule(models.Model):
+    """ "Retrain after N new judgements": when a campaign has gathered ``every_judgements``
+    usable labels beyond those the last rule-triggered run used, the scheduler
+    (``manage.py learning_scheduler``) queues a reward-model run with ``config``."""
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="retrain_rule")
+    every_judgements = models.PositiveIntegerField()
+    config = models.JSONField(default=dict, blank=True, help_text="RunConfig.to_dict()")
+    enabled = models.BooleanField(default=True)
+    last_judgement_count = models.PositiveIntegerField(
+        default=0, help_text="Usable judgements when the rule last queued a run."
+    )
+    last_run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(every_judgements__gte=1), name="retrain_rule_every_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"retrain campaign {self.campaign_id} every {self.every_judgements} judgements"

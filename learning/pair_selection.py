@@ -25,7 +25,7 @@ from feedback.services.campaigns import eligible_segments
 from learning.core.checkpoints import RewardCheckpoint, load_reward_model
 from learning.core.selection import sample_candidate_pairs, select_by_disagreement, select_random
 from learning.models import ModelKind, ModelVersion
-from learning.runner import _segment_values
+from learning.runner import _segment_values, encode_actions
 
 __all__ = [
     "NoPromotedModel",
@@ -87,6 +87,7 @@ def segment_member_returns(
     segment_length: int,
     batch_segments: int = 1024,
     device: str | torch.device = "cpu",
+    action_space: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """Every member's predicted return of each segment: S segments → (K, S), computed in
     batches of ``batch_segments`` segments, holding one trajectory's arrays at a time."""
@@ -124,7 +125,7 @@ def segment_member_returns(
             )
         obs_batch.append(obs)
         if ensemble.act_dim:
-            act = values["actions"].astype(np.float32).reshape(segment_length, -1)
+            act = encode_actions(values["actions"], action_space, segment_length)
             if act.shape[1] != ensemble.act_dim:
                 raise ValueError(
                     f"Segment {segment.pk} has {act.shape[1]}-dimensional actions but the reward "
@@ -222,6 +223,7 @@ def pairs_select_active(
         [segments[int(i)] for i in used],
         segment_length=campaign.segment_length,
         device=device,
+        action_space=campaign.env.action_space,
     )  # (K, U)
     remap = np.full(len(segments), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))

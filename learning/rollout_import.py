@@ -287,3 +287,63 @@ def rollouts_import(
         returns=tuple(returns),
         seconds=time.perf_counter() - started,
     )
+
+
+def policy_rollouts_store(
+    *,
+    env_spec: EnvironmentSpec,
+    policy_version: PolicyVersion,
+    actor: core.Policy,
+    episodes: int,
+    seed: int,
+    segment_length: int,
+    max_steps: int | None = None,
+    width: int = 128,
+    height: int = 128,
+) -> ImportSummary:
+    """Roll out an in-memory policy (a loop iteration's fine-tuned model) and store its
+    episodes under ``policy_version`` with rendered clips, episode by episode all-or-nothing,
+    exactly like :func:`rollouts_import`. Seeds already stored for this policy are skipped,
+    so a retried iteration does not store the same episode twice."""
+    _check_positive(episodes=episodes, segment_length=segment_length, max_steps=max_steps)
+    started = time.perf_counter()
+    try:
+        env = core.make_env(env_spec.env_id, render=True, width=width, height=height)
+    except (core.EnvironmentUnavailable, core.RenderingUnavailable) as exc:
+        raise RolloutImportError(str(exc)) from None
+    seeds = [seed + index for index in range(episodes)]
+    done = set(
+        Trajectory.objects.filter(policy=policy_version, seed__in=seeds).values_list(
+            "seed", flat=True
+        )
+    )
+    fps = int(env_spec.render_fps or env.metadata.get("render_fps") or 30)
+    created = ready = steps = 0
+    returns: list[float] = []
+    try:
+        for episode_seed in (s for s in seeds if s not in done):
+            rollout = core.collect_episode(
+                env, actor, seed=episode_seed, max_steps=max_steps, render=True
+            )
+            ready += _store_episode(
+                rollout=rollout,
+                env_spec=env_spec,
+                policy_version=policy_version,
+                segment_length=segment_length,
+                fps=fps,
+            )
+            created += 1
+            steps += rollout.length
+            returns.append(rollout.true_return)
+    finally:
+        env.close()
+    return ImportSummary(
+        env_id=env_spec.env_id,
+        policy_name=policy_version.name,
+        trajectories_created=created,
+        episodes_skipped=len(done),
+        segments_ready=ready,
+        steps=steps,
+        returns=tuple(returns),
+        seconds=time.perf_counter() - started,
+    )

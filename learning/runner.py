@@ -39,7 +39,7 @@ from learning.core.checkpoints import (
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
 from learning.core.data import PreferenceDataset
 from learning.core.reward_learning import TrainingState, train_reward_model
-from learning.models import ModelVersion, TrainingRun
+from learning.models import ModelKind, ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,20 @@ def _check_types(config_cls: type, values: Mapping[str, Any], *, prefix: str) ->
 _DESIRABILITY = {"desirable": 1.0, "undesirable": 0.0}
 
 
+def encode_actions(
+    actions: np.ndarray, action_space: Mapping[str, Any] | None, length: int
+) -> np.ndarray:
+    """A segment's stored actions → (T, act_dim) float32: one-hot for a ``Discrete`` space (the
+    encoding ``learning.core.finetune``'s reward wrapper feeds a reward model while a policy
+    trains), flattened otherwise. ``action_space`` is the env spec's ``describe_space`` JSON."""
+    if action_space and action_space.get("type") == "Discrete" and "n" in action_space:
+        index = actions.reshape(length).astype(np.int64) - int(action_space.get("start", 0))
+        out = np.zeros((length, int(action_space["n"])), dtype=np.float32)
+        out[np.arange(length), index] = 1.0
+        return out
+    return actions.astype(np.float32).reshape(length, -1)
+
+
 def _segment_values(
     segment: Segment, cache: dict[int, dict[str, np.ndarray]]
 ) -> dict[str, np.ndarray]:
@@ -129,7 +143,10 @@ def _segment_values(
 
 
 def build_dataset(
-    judgements: list[Judgement], *, segment_length: int
+    judgements: list[Judgement],
+    *,
+    segment_length: int,
+    action_space: Mapping[str, Any] | None = None,
 ) -> tuple[PreferenceDataset, dict[str, Any]]:
     """Rows → core arrays. Returns the dataset and a JSON snapshot of what went in.
 
@@ -156,7 +173,7 @@ def build_dataset(
             return None
         values = _segment_values(segment, cache)
         observations.append(values["observations"].astype(np.float32).reshape(segment_length, -1))
-        actions.append(values["actions"].astype(np.float32).reshape(segment_length, -1))
+        actions.append(encode_actions(values["actions"], action_space, segment_length))
         if segment.true_return is not None:
             true_returns.append(float(segment.true_return))
         elif "rewards" in values:
@@ -226,9 +243,11 @@ class RunReporter:
         max_epochs: int,
         min_interval_s: float = 0.5,
         checkpoint_interval_s: float = 30.0,
+        progress_span: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         self.run = run
         self.max_epochs = max_epochs
+        self.progress_span = progress_span  # the share of the run's progress bar this covers
         self.min_interval_s = min_interval_s
         self.checkpoint_interval_s = checkpoint_interval_s
         self._last_write = 0.0
@@ -261,7 +280,9 @@ class RunReporter:
             return True
         self._last_write = now
         run.heartbeat_at = timezone.now()
-        run.progress = min(1.0, (epoch if epoch_end else max(epoch - 1.0, 0.0)) / self.max_epochs)
+        done = min(1.0, (epoch if epoch_end else max(epoch - 1.0, 0.0)) / self.max_epochs)
+        low, high = self.progress_span
+        run.progress = low + (high - low) * done
         run.save(update_fields=["heartbeat_at", "progress", "metrics"])
         self._broadcast()
         # Read the cancel flag fresh: the site sets it from another process.
@@ -317,18 +338,30 @@ def resume_state(run: TrainingRun, config: RunConfig) -> tuple[TrainingState | N
     return state, f"Attempt {run.attempts}: resumed from epoch {state.epoch}."
 
 
-def train_run(run: TrainingRun) -> ModelVersion | None:
+def train_run(
+    run: TrainingRun,
+    *,
+    config: RunConfig | None = None,
+    progress_span: tuple[float, float] = (0.0, 1.0),
+) -> ModelVersion | None:
     """Train a claimed (running) run to the end, from its last checkpoint when it has one.
-    Returns the registered version, or None when the run was cancelled (its status is then
-    ``cancelled``). Exceptions propagate to the job, which records them."""
-    config = RunConfig.from_dict(run.config)
+    Returns the registered reward-model version, or None when the run was cancelled (its
+    status is then ``cancelled``). Exceptions propagate to the job, which records them.
+
+    A loop iteration passes its reward sections as ``config`` and the share of its progress
+    bar that reward training covers as ``progress_span``."""
+    config = config if config is not None else RunConfig.from_dict(run.config)
     torch.set_num_threads(1)  # small nets train faster on one thread (STACK.md)
     # The ids frozen at enqueue time: labels that arrive later (or exclusions made since) wait
     # for the next run, and a re-queued run trains on the same data as its first attempt.
     judgements = selectors.judgements_for_training(campaign=run.campaign)
     if "judgement_ids" in run.dataset:
         judgements = judgements.filter(pk__in=run.dataset["judgement_ids"])
-    dataset, snapshot = build_dataset(list(judgements), segment_length=run.campaign.segment_length)
+    dataset, snapshot = build_dataset(
+        list(judgements),
+        segment_length=run.campaign.segment_length,
+        action_space=run.campaign.env.action_space,
+    )
     run.dataset = {**run.dataset, **snapshot}
     run.heartbeat_at = timezone.now()  # loading many arrays can take a while
     run.save(update_fields=["dataset", "heartbeat_at"])
@@ -346,7 +379,7 @@ def train_run(run: TrainingRun) -> ModelVersion | None:
     if note:
         run.log = (run.log + "\n" + note).strip()
         run.save(update_fields=["log", "metrics"])
-    reporter = RunReporter(run, max_epochs=config.train.max_epochs)
+    reporter = RunReporter(run, max_epochs=config.train.max_epochs, progress_span=progress_span)
     ensemble, result = train_reward_model(
         dataset, config.net, config.train, callback=reporter, start=start
     )
@@ -366,8 +399,10 @@ def train_run(run: TrainingRun) -> ModelVersion | None:
         run.save(update_fields=["device", "result", "metrics"])
         if cancelled:
             return None
-        version = ModelVersion(run=run, campaign=run.campaign, kind=run.kind, metrics=summary)
+        version = ModelVersion(
+            run=run, campaign=run.campaign, kind=ModelKind.REWARD_MODEL, metrics=summary
+        )
         with path.open("rb") as handle:
-            version.artifact.save(f"{run.kind}-run-{run.pk}.pt", File(handle), save=False)
+            version.artifact.save(f"reward_model-run-{run.pk}.pt", File(handle), save=False)
         version.save()
     return version

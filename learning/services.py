@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -11,8 +11,11 @@ from django.utils import timezone
 
 from feedback.models import Campaign
 from learning import selectors
-from learning.models import ModelKind, ModelVersion, TrainingRun
+from learning.models import ModelKind, ModelVersion, RetrainRule, RunKind, TrainingRun
 from learning.runner import RunConfig
+
+if TYPE_CHECKING:
+    from learning.loop import LoopRunConfig
 
 STALE_AFTER_S = 300.0
 """A running run whose heartbeat is older than this lost its worker. Heartbeats come with the
@@ -31,13 +34,23 @@ class RunNotCancellable(ValueError):
 def run_enqueue(
     *,
     campaign: Campaign,
-    config: RunConfig,
+    config: RunConfig | LoopRunConfig,
     triggered_by: Any | None,
-    kind: str = ModelKind.REWARD_MODEL,
+    kind: str = RunKind.REWARD_MODEL,
 ) -> TrainingRun:
     """Create a queued run with a frozen config and the ids of the judgements it will use, and
-    hand it to the task queue once the row is committed (a worker must be able to see it)."""
-    from learning.jobs import train_reward_model_job  # the job module imports the runner
+    hand it to the task queue once the row is committed (a worker must be able to see it).
+    ``kind`` is ``reward_model`` (config: ``RunConfig``) or ``loop`` (``LoopRunConfig``)."""
+    from learning.jobs import loop_iteration_job, train_reward_model_job  # jobs import the runner
+
+    expected: type = RunConfig
+    if kind == RunKind.LOOP:
+        from learning.loop import LoopRunConfig  # loads SB3: only for loop runs
+
+        expected = LoopRunConfig
+    if not isinstance(config, expected):
+        raise TypeError(f"A {kind} run takes a {expected.__name__}, got {type(config).__name__}.")
+    job = loop_iteration_job if kind == RunKind.LOOP else train_reward_model_job
 
     judgement_ids = list(
         selectors.judgements_for_training(campaign=campaign).values_list("id", flat=True)
@@ -50,7 +63,7 @@ def run_enqueue(
             dataset={"judgement_ids": judgement_ids, "num_judgements": len(judgement_ids)},
             triggered_by=triggered_by,
         )
-        transaction.on_commit(lambda: train_reward_model_job.enqueue(run.pk))
+        transaction.on_commit(lambda: job.enqueue(run.pk))
     return run
 
 
@@ -182,3 +195,67 @@ def model_version_rollback(
         .first()
     )
     return model_version_promote(version=previous) if previous is not None else None
+
+
+def retrain_rule_set(
+    *,
+    campaign: Campaign,
+    every_judgements: int,
+    config: RunConfig,
+    enabled: bool = True,
+    updated_by: Any | None = None,
+) -> RetrainRule:
+    """Create or replace the campaign's "retrain after N new judgements" rule. A new rule
+    counts from the labels the campaign has now (it does not fire at once for old labels)."""
+    if every_judgements < 1:
+        raise ValueError(f"every_judgements must be ≥ 1, got {every_judgements}.")
+    current = selectors.judgements_for_training(campaign=campaign).count()
+    rule, _ = RetrainRule.objects.update_or_create(
+        campaign=campaign,
+        defaults={
+            "every_judgements": every_judgements,
+            "config": config.to_dict(),
+            "enabled": enabled,
+            "updated_by": updated_by,
+        },
+        create_defaults={
+            "every_judgements": every_judgements,
+            "config": config.to_dict(),
+            "enabled": enabled,
+            "updated_by": updated_by,
+            "last_judgement_count": current,
+        },
+    )
+    return rule
+
+
+def retrain_rules_apply() -> list[TrainingRun]:
+    """Queue a reward-model run for every enabled rule whose campaign has gathered
+    ``every_judgements`` new usable judgements since the rule last fired, unless that campaign
+    already has a queued or running run (it will be looked at again on the next pass).
+
+    The rule's count moves with a conditional UPDATE, so two schedulers running at once queue
+    one run, not two."""
+    queued: list[TrainingRun] = []
+    for rule in RetrainRule.objects.filter(enabled=True).select_related("campaign"):
+        current = selectors.judgements_for_training(campaign=rule.campaign).count()
+        if current - rule.last_judgement_count < rule.every_judgements:
+            continue
+        if TrainingRun.objects.filter(
+            campaign=rule.campaign, status__in=TrainingRun.ACTIVE
+        ).exists():
+            continue
+        with transaction.atomic():
+            claimed = RetrainRule.objects.filter(
+                pk=rule.pk, last_judgement_count=rule.last_judgement_count
+            ).update(last_judgement_count=current)
+            if not claimed:
+                continue  # another scheduler fired this rule first
+            run = run_enqueue(
+                campaign=rule.campaign,
+                config=RunConfig.from_dict(rule.config),
+                triggered_by=rule.updated_by,
+            )
+            RetrainRule.objects.filter(pk=rule.pk).update(last_run=run)
+        queued.append(run)
+    return queued

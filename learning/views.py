@@ -22,7 +22,7 @@ from feedback.roles import can_research, is_admin
 from learning import selectors
 from learning.broadcast import run_state
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
-from learning.models import ModelVersion, TrainingRun
+from learning.models import ModelVersion, RunKind, TrainingRun
 
 TRAINING_ONLY = "Only researchers and admins can see training runs."
 
@@ -76,12 +76,26 @@ def campaign_training(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "max_epochs": train.max_epochs,
         "lr": train.lr,
     }
+    from learning.core.finetune import FINETUNE_ALGORITHMS, FinetuneConfig
+    from learning.loop import SELECTORS, LoopSettings
+
+    loop = LoopSettings()
+    loop_defaults = {
+        "algos": FINETUNE_ALGORITHMS,
+        "selectors": SELECTORS,
+        "total_steps": FinetuneConfig().total_steps,
+        "episodes": loop.episodes,
+        "pairs": loop.pairs,
+    }
+    loop_runs = [run for run in runs if run.kind == RunKind.LOOP]
     return render(
         request,
         "learning/campaign.html",
         {
             "campaign": campaign,
             "runs": runs,
+            "loop_runs": loop_runs,
+            "loop_defaults": loop_defaults,
             "versions": _version_rows(versions),
             "can_manage": is_admin(request.user),
             "defaults": defaults,

@@ -62,7 +62,8 @@ function runRow(run) {
   const link = document.createElement("a");
   link.href = runUrl(run.id);
   link.textContent = `Run ${run.id}`;
-  const cells = [link, run.status, null, run.triggered_by || "—", new Date(run.created_at).toLocaleString()];
+  const kind = run.kind === "loop" ? "loop iteration" : "reward model";
+  const cells = [link, run.status, null, kind, run.triggered_by || "—", new Date(run.created_at).toLocaleString()];
   cells.forEach((content, i) => {
     const cell = row.insertCell();
     if (i === 1) cell.dataset.column = "status";
@@ -123,6 +124,40 @@ if (form) {
       body.querySelector("tr.empty")?.remove();
       body.prepend(runRow(run));
       statusLine.textContent = `Run ${run.id} queued.`;
+    } catch (error) {
+      showError(describe(error));
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// One loop iteration: reward model → policy → rollouts → pairs, as a "loop" run.
+const loopForm = document.getElementById("loop-form");
+if (loopForm) {
+  loopForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("");
+    const button = loopForm.querySelector('button[type="submit"]');
+    button.disabled = true;
+    const data = new FormData(loopForm);
+    const config = {
+      finetune: { algo: String(data.get("algo")), total_steps: numberOrRaw(data.get("total_steps")) },
+      loop: {
+        episodes: numberOrRaw(data.get("episodes")),
+        pairs: numberOrRaw(data.get("pairs")),
+        selector: String(data.get("selector")),
+      },
+    };
+    try {
+      const run = await apiRequest(root.dataset.runsUrl, {
+        method: "POST",
+        body: { campaign: Number(root.dataset.campaignId), kind: "loop", config },
+      });
+      const body = document.querySelector("#runs tbody");
+      body.querySelector("tr.empty")?.remove();
+      body.prepend(runRow(run));
+      statusLine.textContent = `Loop iteration ${run.id} queued.`;
     } catch (error) {
       showError(describe(error));
     } finally {

@@ -92,6 +92,30 @@ def test_the_campaign_training_page_is_for_researchers_and_admins(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("role", ["researcher", "admin_user"])
+def test_the_campaign_page_shows_the_loop_history_and_admins_get_the_loop_form(
+    request: pytest.FixtureRequest, campaign: Any, admin_user: Any, role: str
+) -> None:
+    loop = TrainingRun.objects.create(
+        campaign=campaign, kind="loop", triggered_by=admin_user, status="succeeded", progress=1.0,
+        dataset={"num_judgements": 40},
+        result={
+            "iteration": 1, "labels_used": 40, "reward_held_out_accuracy": 0.8751,
+            "reward_model_version": 7, "policy_true_return": -512.34, "policy_version": 8,
+            "parent_policy_version": 5, "pairs_queued": 20, "wall_time_s": 93.2,
+        },
+    )  # fmt: skip
+    html = _client(request, role).get(reverse("learning:campaign", args=[campaign.pk])).content
+    html = html.decode()
+    history = html[html.index('id="loop-history"') :]
+    assert f'data-run-id="{loop.pk}"' in history
+    for text in ("0.875", "(v7)", "-512.3", "(v8 ← v5)", ">20<", "93 s"):
+        assert text in history, text
+    assert ('id="loop-form"' in html) is (role == "admin_user")
+    assert "loop iteration" in html  # the runs table names each run's kind
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("role", ROLES)
 def test_the_run_page_is_for_researchers_and_admins(
     request: pytest.FixtureRequest, run: TrainingRun, role: str
