@@ -22,7 +22,7 @@ from feedback.roles import can_research, is_admin
 from learning import selectors
 from learning.broadcast import run_state
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
-from learning.models import ModelVersion, RunKind, TrainingRun
+from learning.models import ModelVersion, RetrainRule, RunKind, TrainingRun
 
 TRAINING_ONLY = "Only researchers and admins can see training runs."
 
@@ -95,6 +95,7 @@ def campaign_training(request: HttpRequest, campaign_id: int) -> HttpResponse:
             "campaign": campaign,
             "runs": runs,
             "loop_runs": loop_runs,
+            "retrain_rule": RetrainRule.objects.filter(campaign=campaign).first(),
             "loop_defaults": loop_defaults,
             "versions": _version_rows(versions),
             "can_manage": is_admin(request.user),

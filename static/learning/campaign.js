@@ -132,6 +132,30 @@ if (form) {
   });
 }
 
+// "Retrain after N new judgements": PUT the rule with the start form's reward settings.
+const ruleForm = document.getElementById("rule-form");
+if (ruleForm) {
+  ruleForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("");
+    const data = new FormData(ruleForm);
+    const body = {
+      every_judgements: numberOrRaw(data.get("every_judgements")),
+      enabled: data.get("enabled") === "on",
+      config: form ? readConfig(form) : {},
+    };
+    try {
+      const rule = await apiRequest(ruleForm.dataset.ruleUrl, { method: "PUT", body });
+      document.getElementById("rule-state").textContent = rule.enabled
+        ? `A reward-model run starts after every ${rule.every_judgements} new judgements.`
+        : "Off.";
+      statusLine.textContent = "Retrain rule saved.";
+    } catch (error) {
+      showError(describe(error));
+    }
+  });
+}
+
 // One loop iteration: reward model → policy → rollouts → pairs, as a "loop" run.
 const loopForm = document.getElementById("loop-form");
 if (loopForm) {

@@ -172,3 +172,33 @@ def test_the_run_page_follows_the_workers_progress_over_the_socket(
     assert int(root.get_attribute("data-pushed") or 0) >= 2  # connect + the worker's reports
     assert root.get_attribute("data-polls") == "0"  # pushed, never polled
     expect(page.locator("#chart-held-out-accuracy svg circle.point")).to_have_count(3)
+
+
+def test_an_admin_sets_the_retrain_rule_and_queues_a_loop_iteration_from_the_page(
+    page: Page, live_server: Any, labelled: Any, admin_user: Any
+) -> None:
+    from learning.models import RetrainRule
+
+    base = live_server.url
+    campaign_path = f"/training/campaigns/{labelled.pk}/"
+    log_in(page, base, username="ada", password=ADMIN_PASSWORD, next_path=campaign_path)
+
+    rule_form = page.locator("#rule-form")
+    rule_form.get_by_label("After every N new judgements").fill("0")
+    rule_form.get_by_role("button", name="Save rule").click()
+    expect(page.locator("#error")).to_contain_text("every_judgements")
+    rule_form.get_by_label("After every N new judgements").fill("25")
+    rule_form.get_by_role("button", name="Save rule").click()
+    expect(page.locator("#rule-state")).to_contain_text("after every 25 new judgements")
+    rule = off_the_loop(lambda: RetrainRule.objects.get(campaign=labelled))
+    assert (rule.every_judgements, rule.enabled, rule.last_judgement_count) == (25, True, 24)
+
+    loop_form = page.locator("#loop-form")
+    loop_form.get_by_label("Algorithm").select_option("ppo")
+    loop_form.get_by_label("Environment steps").fill("64")
+    loop_form.get_by_label("Pairs to queue").fill("2")
+    loop_form.get_by_role("button", name="Start loop iteration").click()
+    expect(page.locator("#status")).to_contain_text("Loop iteration")
+    run = off_the_loop(lambda: TrainingRun.objects.get(campaign=labelled, kind="loop"))
+    assert run.config["finetune"]["total_steps"] == 64 and run.config["loop"]["pairs"] == 2
+    expect(page.locator(f'#runs tr[data-run-id="{run.pk}"]')).to_contain_text("loop iteration")
