@@ -549,6 +549,57 @@ def test_bad_judgement_input_is_400_naming_the_problem_and_writes_nothing(
     assert not Judgement.objects.exists()
 
 
+# The hot endpoints check their JSON by hand (feedback/apis/annotation.py); the serializers
+# that document them are the reference: same values accepted, same messages, same error shape.
+JUDGEMENT_BODIES: list[dict[str, Any]] = [
+    VALID_ANSWER, {}, {"preference": None}, {**VALID_ANSWER, "preference": 1},
+    {**VALID_ANSWER, "preference": ["left"]}, {**VALID_ANSWER, "right_desirability": ""},
+    *({**VALID_ANSWER, "confidence": value} for value in
+      [None, 0, 1, 0.5, "0.25", True, 1.0000001, -0.0, -1e-9, "", "abc", "NaN", "inf", [0.5], {}, 10**400, "9" * 1001]),
+    *({**VALID_ANSWER, "elapsed_ms": value} for value in
+      [None, 0, 5, "5", "5.0", "5.00 ", 5.0, 5.5, "5.5", True, -1, 24 * 3600 * 1000, 24 * 3600 * 1000 + 1,
+       "1e3", [], "", "9" * 1001, 10**30]),
+    {"preference": "right", "left_desirability": "great", "confidence": 2, "elapsed_ms": "x", "extra": 1},
+]
+EXCLUDE_BODIES: list[dict[str, Any]] = [
+    {}, {"exclude": []}, {"exclude": None}, {"exclude": "3"}, {"exclude": {"a": 1}}, {"exclude": 3},
+    {"exclude": [1, 2, 3]}, {"exclude": ["4", 5.0, "6.0"]}, {"exclude": [0, -1, None, "x", 2.5, True]},
+    {"exclude": list(range(1, 21))}, {"exclude": list(range(1, 22))}, {"exclude": [0] * 25},
+]
+
+
+def _serializer_answer(serializer_class: Any, body: dict[str, Any]) -> tuple[bool, Any]:
+    serializer = serializer_class(data=body)
+    if serializer.is_valid():
+        return True, dict(serializer.validated_data)
+    return False, json.loads(json.dumps(serializer.errors))
+
+
+def _hand_answer(check: Callable[[dict[str, Any]], Any], body: dict[str, Any]) -> tuple[bool, Any]:
+    from rest_framework.exceptions import ValidationError
+
+    try:
+        return True, check(body)
+    except ValidationError as exc:
+        return False, json.loads(json.dumps(exc.detail))
+
+
+@pytest.mark.parametrize("body", JUDGEMENT_BODIES, ids=[repr(b)[:60] for b in JUDGEMENT_BODIES])
+def test_judgement_input_checks_match_the_documented_serializer(body: dict[str, Any]) -> None:
+    from feedback.apis.annotation import JudgementApi, judgement_fields
+
+    expected = _serializer_answer(JudgementApi.JudgementInputSerializer, body)
+    assert _hand_answer(judgement_fields, body) == expected
+
+
+@pytest.mark.parametrize("body", EXCLUDE_BODIES, ids=[repr(b)[:60] for b in EXCLUDE_BODIES])
+def test_next_input_checks_match_the_documented_serializer(body: dict[str, Any]) -> None:
+    from feedback.apis.annotation import CampaignNextApi, exclude_ids
+
+    ok, expected = _serializer_answer(CampaignNextApi.NextInputSerializer, body)
+    assert _hand_answer(lambda data: {"exclude": exclude_ids(data)}, body) == (ok, expected)
+
+
 # --- query counts ----------------------------------------------------------------------------------
 
 # The hot endpoints' statements are hand-written SQL (feedback/services/annotation_sql.py).
