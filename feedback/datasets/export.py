@@ -1,17 +1,16 @@
 """Streaming export: judgements → Parquet (and JSONL) row groups with bounded memory.
 
-The judgements are read once, ordered by pair, through a server-side cursor on PostgreSQL
-(``QuerySet.iterator(chunk_size=…)``); votes are grouped per pair as they arrive and every
-``BATCH_PAIRS`` pairs become one Arrow record batch, written as a Parquet row group and fed
-to the content hash. Memory holds one batch, the segments' provenance and a few counters —
-never the whole campaign.
+The filtered judgements are read once, ordered by pair, through a server-side cursor on
+PostgreSQL (``QuerySet.iterator(chunk_size=…)``), with times as integer microseconds so no
+datetime object is ever made. Each chunk of ``CURSOR_CHUNK`` rows (cut at a pair boundary)
+is turned column-wise — numpy and Arrow compute, no per-row Python — into one Arrow record
+batch of pairs with their votes, written as a Parquet row group and fed to the content
+hash. Memory holds one chunk, the segments' provenance and a few counters, never the
+whole campaign.
 
-The content hash is a sha256 over, in order: a header naming the schema version; for each
-batch of ``BATCH_PAIRS`` pairs (in pair id order) the canonical JSON of its columns (sorted
-keys, no spaces, times as integer microseconds since the epoch, UTC); then, per segment in
-(trajectory, start) order, the canonical JSON of its metadata and the float64 little-endian
-bytes of its arrays. It depends on the exported data only — not on file bytes, snapshot ids
-or the time of export.
+The content hash (``feedback.datasets.digest``) is a sha256 over the values of the two
+tables, independent of batching and of the Parquet bytes:
+sha256("preflab-dataset-v<schema>\\n" + digest(pairs) + "\\n" + digest(segments)).
 """
 
 from __future__ import annotations
@@ -19,30 +18,35 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BigIntegerField, Exists, Func, OuterRef, Q
 
+from feedback.datasets.digest import TableDigest
 from feedback.datasets.filters import DatasetFilters
-from feedback.datasets.schema import PAIR_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA, VOTES_TYPE
+from feedback.datasets.schema import (
+    PAIR_SCHEMA,
+    SCHEMA_VERSION,
+    SEGMENT_SCHEMA,
+    TIMESTAMP,
+    VOTE_TYPE,
+    VOTES_TYPE,
+)
 from feedback.models import AnnotatorExclusion, Campaign, Judgement, Pair, Segment
-from feedback.statistics import majority
 from feedback.storage import load_npz
 
-BATCH_PAIRS = 10_000  # part of the hash's definition: changing it changes every hash
-CURSOR_CHUNK = 20_000
-SEGMENT_BATCH = 256
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MICROSECOND = timedelta(microseconds=1)
-PREFERRED_A = {"a": 1.0, "b": 0.0, "equal": 0.5}
+CURSOR_CHUNK = 50_000  # judgement rows per fetch and (about) per Parquet row group
+SEGMENT_BATCH = 512
+COPY_BLOCK = 4 << 20  # bytes of CSV parsed at a time on PostgreSQL
 ENV_VERSION = re.compile(r"-v(\d+)$")
+DESIRABILITY = ("desirable", "undesirable", "unsure")
 
 ProgressCallback = Callable[[float], None]
 
@@ -51,56 +55,56 @@ class DatasetExportError(ValueError):
     """The export cannot be made as asked (unknown campaign, no judgements…)."""
 
 
-def _micros(value: datetime) -> int:
-    return (value - EPOCH) // MICROSECOND
+class EpochMicros(Func):
+    """A timestamp column as integer microseconds since 1970-01-01 UTC, computed by the
+    database: exact, and much cheaper to stream than datetime objects."""
+
+    output_field = BigIntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint",
+                           **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django stores "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC; the fraction is absent when 0.
+        # '%%%%s' survives both the template's % formatting and the SQLite cursor's own.
+        template = ("(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) * 1000000"
+                    " + CAST(substr(%(expressions)s || '.000000', 21, 6) AS INTEGER))")
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+def table_hash(pairs: str, segments: str) -> str:
+    return hashlib.sha256(f"preflab-dataset-v{SCHEMA_VERSION}\n{pairs}\n{segments}".encode()).hexdigest()
 
 
 @dataclass
 class ExportStats:
-    """Counters and agreement accumulated while streaming; bounded by annotators/segments."""
+    """Counters and agreement accumulated chunk by chunk; bounded by annotators/segments."""
 
     judgements: int = 0
     pairs: int = 0
     gold_pairs: int = 0
     simulated_judgements: int = 0
-    annotators: Counter[str] = field(default_factory=Counter)
-    preferences: Counter[str] = field(default_factory=Counter)
-    desirability: Counter[str] = field(default_factory=Counter)
-    per_campaign: Counter[int] = field(default_factory=Counter)
-    # Krippendorff's α (nominal) accumulated pair by pair; cant_tell counts as missing, as in
-    # feedback.statistics. Keys are (value, value) over a/b/equal.
-    coincidence: Counter[tuple[str, str]] = field(default_factory=Counter)
+    annotators: dict[str, int] = field(default_factory=dict)
+    preferences: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("a", "b", "equal", "cant_tell"), 0))
+    desirability: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DESIRABILITY, 0))
+    per_campaign: dict[int, int] = field(default_factory=dict)
+    # Krippendorff's α (nominal) coincidence matrix over a/b/equal, "can't tell" as missing
+    # (as in feedback.statistics): o_ck = Σ_pairs n_c (n_k − [c = k]) / (m − 1).
+    coincidence: np.ndarray = field(default_factory=lambda: np.zeros((3, 3)))
     pairs_with_multiple_votes: int = 0
     agreement_sum: float = 0.0
     agreement_pairs: int = 0
     decisive: int = 0
     chose_left: int = 0
 
-    def add_pair(self, preferences: list[str], agreement: float | None) -> None:
-        present = [p for p in preferences if p != "cant_tell"]
-        m = len(present)
-        if m >= 2:
-            self.pairs_with_multiple_votes += 1
-            counts = Counter(present)
-            # Σ over ordered pairs of distinct coders (i≠j) of [v_i, v_j] / (m−1), by value.
-            for c, n_c in counts.items():
-                for k, n_k in counts.items():
-                    pairs = n_c * (n_k - 1) if c == k else n_c * n_k
-                    if pairs:
-                        self.coincidence[(c, k)] += pairs / (m - 1)
-            if agreement is not None:
-                self.agreement_sum += agreement
-                self.agreement_pairs += 1
-
     def alpha(self) -> float | None:
-        totals: Counter[str] = Counter()
-        for (c, _), weight in self.coincidence.items():
-            totals[c] += weight
-        n = sum(totals.values())
+        totals = self.coincidence.sum(axis=1)
+        n = float(totals.sum())
         if n < 2:
             return None
-        observed = sum(w for (c, k), w in self.coincidence.items() if c != k)
-        expected = (n * n - sum(t * t for t in totals.values())) / (n - 1)
+        observed = float(self.coincidence.sum() - np.trace(self.coincidence))
+        expected = (n * n - float((totals * totals).sum())) / (n - 1)
         return None if expected == 0 else 1.0 - observed / expected
 
     def summary(self, segments: int, trajectories: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -122,8 +126,8 @@ class ExportStats:
                     self.agreement_sum / self.agreement_pairs if self.agreement_pairs else None
                 ),
             },
-            "label_distribution": {k: self.preferences.get(k, 0) for k in ("a", "b", "equal", "cant_tell")},
-            "desirability": {k: self.desirability.get(k, 0) for k in ("desirable", "undesirable", "unsure")},
+            "label_distribution": dict(self.preferences),
+            "desirability": dict(self.desirability),
             "position_bias": {
                 "decisive": self.decisive,
                 "left_rate": self.chose_left / self.decisive if self.decisive else None,
@@ -133,16 +137,35 @@ class ExportStats:
         return counts, statistics
 
 
-@dataclass(frozen=True)
-class SegmentInfo:
-    trajectory_id: int
-    start: int
-    end: int
-    true_return: float | None
-    seed: int | None
-    policy: str
-    policy_kind: str
-    trajectory_length: int
+class SegmentTable:
+    """Provenance of every segment the campaigns' pairs use, as sorted arrays (bounded by
+    the segment pool, not by the number of pairs or votes)."""
+
+    def __init__(self, campaign_ids: list[int]) -> None:
+        pairs = Pair.objects.filter(campaign_id__in=campaign_ids)
+        rows = list(Segment.objects.filter(
+            Q(id__in=pairs.values("segment_a_id")) | Q(id__in=pairs.values("segment_b_id"))
+        ).order_by("id").values_list(
+            "id", "trajectory_id", "start", "end", "true_return", "trajectory__seed",
+            "trajectory__policy__name", "trajectory__policy__kind",
+        ))
+        columns = list(zip(*rows)) if rows else [()] * 8
+        self.ids = np.asarray(columns[0], dtype=np.int64)
+        self.trajectory_ids = np.asarray(columns[1], dtype=np.int64)
+        self.arrow = {
+            "trajectory_id": pa.array(columns[1], pa.int64()),
+            "start": pa.array(columns[2], pa.int64()),
+            "end": pa.array(columns[3], pa.int64()),
+            "true_return": pa.array(columns[4], pa.float64()),
+            "seed": pa.array(columns[5], pa.int64()),
+            "policy": pa.array(columns[6], pa.string()),
+            "policy_kind": pa.array(columns[7], pa.string()),
+        }
+        # Desirability votes per segment (desirable, undesirable, unsure) in the export.
+        self.votes = np.zeros((len(self.ids), 3), dtype=np.int64)
+
+    def index(self, segment_ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.ids, segment_ids)
 
 
 def flagged_annotators(campaigns: list[Campaign]) -> Q:
@@ -180,137 +203,221 @@ def judgements_for(filters: DatasetFilters, campaigns: list[Campaign]) -> Any:
     return qs.order_by("pair_id", "created_at", "id")
 
 
-ROW_FIELDS = (
-    "pair_id", "annotator__username", "preference", "desirability_a", "desirability_b",
-    "confidence", "elapsed_ms", "left_is_a", "is_simulated", "created_at",
-    "pair__campaign_id", "pair__segment_a_id", "pair__segment_b_id", "pair__is_gold",
-    "pair__gold_preference", "pair__repeat_of_id", "pair__priority", "pair__selector",
-    "pair__model_version", "pair__created_at",
-)
+ROW_SCHEMA = pa.schema([
+    ("pair_id", pa.int64()), ("annotator__username", pa.string()), ("preference", pa.string()),
+    ("desirability_a", pa.string()), ("desirability_b", pa.string()), ("confidence", pa.float64()),
+    ("elapsed_ms", pa.int64()), ("left_is_a", pa.bool_()), ("is_simulated", pa.bool_()),
+    ("created_us", pa.int64()), ("pair__campaign_id", pa.int64()), ("pair__segment_a_id", pa.int64()),
+    ("pair__segment_b_id", pa.int64()), ("pair__is_gold", pa.bool_()), ("pair__gold_preference", pa.string()),
+    ("pair__repeat_of_id", pa.int64()), ("pair__priority", pa.int64()), ("pair__selector", pa.string()),
+    ("pair__model_version", pa.string()), ("pair_created_us", pa.int64()),
+])
+ROW_FIELDS = tuple(ROW_SCHEMA.names)
 
 
-class PairStream:
-    """Groups the ordered judgement rows into pair rows and Arrow record batches."""
+def stream_rows(queryset: Any) -> Iterator[pa.Table]:
+    """The rows of ``queryset.values_list(*ROW_FIELDS)`` as Arrow tables of a few thousand
+    rows, in order. On PostgreSQL the query runs as ``COPY (…) TO STDOUT (FORMAT csv)`` and
+    pyarrow parses the stream in C: no Python object per row and no cursor materialised on
+    the server. Elsewhere (SQLite) a chunked cursor, converted column by column."""
+    from django.db import connections
 
-    PAIR_COLUMNS = [f.name for f in PAIR_SCHEMA if f.name != "votes"]
-    VOTE_COLUMNS = [f.name for f in VOTES_TYPE.value_type]
+    connection = connections[queryset.db]
+    values = queryset.values_list(*ROW_FIELDS)
+    if connection.vendor == "postgresql":
+        import pyarrow.csv as pcsv
 
-    def __init__(self, filters: DatasetFilters, campaigns: dict[int, Campaign],
-                 segments: dict[int, SegmentInfo]) -> None:
-        self.filters = filters
-        self.campaigns = campaigns
+        sql, params = values.query.sql_with_params()
+        options = {
+            "read_options": pcsv.ReadOptions(column_names=ROW_FIELDS, use_threads=False),
+            "convert_options": pcsv.ConvertOptions(
+                column_types=ROW_SCHEMA, true_values=["t"], false_values=["f"],
+                # COPY writes NULL unquoted and the empty string as "": tell them apart.
+                strings_can_be_null=True, quoted_strings_can_be_null=False, null_values=[""],
+            ),
+        }
+        # PostgreSQL sends one CopyData message per row, so cutting between messages never
+        # splits a row; each ~4 MiB block is parsed in C, in this thread (psycopg's copy
+        # object must not be read from pyarrow's reader threads).
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                block: list[bytes] = []
+                size = 0
+                for data in copy:
+                    block.append(bytes(data))
+                    size += len(data)
+                    if size >= COPY_BLOCK:
+                        yield pcsv.read_csv(pa.py_buffer(b"".join(block)), **options)
+                        block, size = [], 0
+                if block:
+                    yield pcsv.read_csv(pa.py_buffer(b"".join(block)), **options)
+        return
+    chunk: list[tuple[Any, ...]] = []
+    for row in values.iterator(chunk_size=CURSOR_CHUNK):
+        chunk.append(row)
+        if len(chunk) >= CURSOR_CHUNK:
+            yield _rows_to_table(chunk)
+            chunk = []
+    if chunk:
+        yield _rows_to_table(chunk)
+
+
+def _rows_to_table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    columns = list(zip(*rows))
+    return pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, ROW_SCHEMA)], schema=ROW_SCHEMA)
+
+
+def _bools(array: pa.Array) -> np.ndarray:
+    return array.to_numpy(zero_copy_only=False).astype(bool)
+
+
+class PairBatcher:
+    """Turns complete pairs' judgement rows (ordered by pair) into record batches."""
+
+    def __init__(self, filters: DatasetFilters, campaigns: dict[int, Campaign], segments: SegmentTable) -> None:
+        self.min_agreement = filters.min_agreement
         self.segments = segments
         self.stats = ExportStats()
-        self.segment_votes: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
-        self._reset()
+        self.campaign_facts = {}
+        for pk, campaign in campaigns.items():
+            version = ENV_VERSION.search(campaign.env.env_id)
+            self.campaign_facts[pk] = (campaign.name, campaign.env.env_id,
+                                       int(version.group(1)) if version else None)
 
-    def _reset(self) -> None:
-        self.columns: dict[str, list[Any]] = {name: [] for name in self.PAIR_COLUMNS}
-        self.votes: dict[str, list[Any]] = {name: [] for name in self.VOTE_COLUMNS}
-        self.offsets: list[int] = [0]
+    def batch(self, table: pa.Table) -> pa.RecordBatch | None:
+        """Complete pairs' judgement rows (ordered by pair) as one record batch of pairs."""
+        table = table.combine_chunks()
+        col = {name: table.column(name).chunk(0) if table.column(name).num_chunks else
+               pa.array([], table.schema.field(name).type) for name in ROW_FIELDS}
+        n = table.num_rows
+        pair_ids = col["pair_id"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, pair_ids[1:] != pair_ids[:-1]])
+        sizes = np.diff(np.r_[starts, n])
+        preference = col["preference"]
+        is_a = _bools(pc.equal(preference, "a"))
+        is_b = _bools(pc.equal(preference, "b"))
+        is_equal = _bools(pc.equal(preference, "equal"))
+        counts = np.stack([np.add.reduceat(x.astype(np.int64), starts) for x in (is_a, is_b, is_equal)], axis=1)
+        decided = counts.sum(axis=1)
+        top = counts.max(axis=1)
+        # The majority as feedback.statistics.majority: most common of a/b/equal, none on a tie.
+        has_majority = (decided > 0) & ((counts == top[:, None]).sum(axis=1) == 1)
+        safe = np.maximum(decided, 1)
+        agreement = top / safe
+        soft_label = (counts[:, 0] + 0.5 * counts[:, 2]) / safe
+        keep = np.ones(len(starts), dtype=bool)
+        if self.min_agreement is not None:
+            keep = has_majority & (agreement >= self.min_agreement)
+        if not keep.any():
+            return None
+        row_keep = np.repeat(keep, sizes)
+        filtered = not keep.all()
+        row_mask = pa.array(row_keep)
 
-    def __len__(self) -> int:
-        return len(self.columns["pair_id"])
+        def votes_col(array: pa.Array) -> pa.Array:
+            return array.filter(row_mask) if filtered else array
 
-    def add(self, rows: list[tuple[Any, ...]]) -> None:
-        """One pair's judgement rows (same pair id), in created order."""
-        preferences = [r[2] for r in rows]
-        consensus = majority(preferences)
-        decided = [p for p in preferences if p != "cant_tell"]
-        agreement = (sum(p == consensus for p in decided) / len(decided)) if decided and consensus else None
-        if self.filters.min_agreement is not None and (
-            agreement is None or agreement < self.filters.min_agreement
-        ):
-            return
-        first = rows[0]
-        (pair_id, campaign_id, seg_a, seg_b, is_gold, gold_pref, repeat_of, priority, selector,
-         model_version, pair_created) = (first[0], *first[10:])
-        campaign = self.campaigns[campaign_id]
-        a, b = self.segments[seg_a], self.segments[seg_b]
-        version = ENV_VERSION.search(campaign.env.env_id)
-        probabilities = [PREFERRED_A.get(p) for p in preferences]
-        known = [p for p in probabilities if p is not None]
-        c = self.columns
-        for name, value in (
-            ("pair_id", pair_id), ("campaign_id", campaign_id), ("campaign", campaign.name),
-            ("env_id", campaign.env.env_id), ("env_version", int(version.group(1)) if version else None),
-            ("pair_created_at", _micros(pair_created)), ("is_gold", is_gold),
-            ("gold_preference", gold_pref or None), ("repeat_of", repeat_of), ("priority", priority),
-            ("selector", selector), ("model_version", model_version),
-            ("segment_a_id", seg_a), ("segment_b_id", seg_b),
-            ("trajectory_a_id", a.trajectory_id), ("trajectory_b_id", b.trajectory_id),
-            ("start_a", a.start), ("end_a", a.end), ("start_b", b.start), ("end_b", b.end),
-            ("seed_a", a.seed), ("seed_b", b.seed), ("policy_a", a.policy), ("policy_b", b.policy),
-            ("policy_kind_a", a.policy_kind), ("policy_kind_b", b.policy_kind),
-            ("true_return_a", a.true_return), ("true_return_b", b.true_return),
-            ("num_votes", len(rows)),
-            ("soft_label", sum(known) / len(known) if known else None),
-            ("majority", consensus), ("agreement", agreement),
-        ):
-            c[name].append(value)
-        v = self.votes
-        for row, probability in zip(rows, probabilities):
-            v["annotator"].append(row[1])
-            v["preference"].append(row[2])
-            v["preferred_a_probability"].append(probability)
-            v["desirability_a"].append(row[3])
-            v["desirability_b"].append(row[4])
-            v["confidence"].append(row[5])
-            v["elapsed_ms"].append(row[6])
-            v["left_is_a"].append(row[7])
-            v["is_simulated"].append(row[8])
-            v["created_at"].append(_micros(row[9]))
-        self.offsets.append(self.offsets[-1] + len(rows))
-        # Counters for the statistics and the segments' desirability (Minari, the card).
+        probability = np.where(is_a, 1.0, np.where(is_b, 0.0, 0.5))
+        vote_arrays = {
+            "annotator": votes_col(col["annotator__username"]),
+            "preference": votes_col(preference),
+            "preferred_a_probability": votes_col(
+                pa.array(probability, pa.float64(), mask=~(is_a | is_b | is_equal))),
+            "desirability_a": votes_col(col["desirability_a"]),
+            "desirability_b": votes_col(col["desirability_b"]),
+            "confidence": votes_col(col["confidence"]),
+            "elapsed_ms": votes_col(col["elapsed_ms"]),
+            "left_is_a": votes_col(col["left_is_a"]),
+            "is_simulated": votes_col(col["is_simulated"]),
+            "created_at": votes_col(col["created_us"].cast(TIMESTAMP)),
+        }
+        kept_sizes = sizes[keep]
+        offsets = np.r_[0, np.cumsum(kept_sizes)].astype(np.int32)
+        struct = pa.StructArray.from_arrays([vote_arrays[f.name] for f in VOTE_TYPE], fields=list(VOTE_TYPE))
+        votes = pa.ListArray.from_arrays(pa.array(offsets), struct, type=VOTES_TYPE)
+
+        firsts = pa.array(starts[keep])
+
+        def first(name: str) -> pa.Array:
+            return col[name].take(firsts)
+
+        seg_a = first("pair__segment_a_id").to_numpy()
+        seg_b = first("pair__segment_b_id").to_numpy()
+        index_a, index_b = self.segments.index(seg_a), self.segments.index(seg_b)
+        take_a, take_b = pa.array(index_a), pa.array(index_b)
+        prov = self.segments.arrow
+        campaign_ids = first("pair__campaign_id")
+        facts = [self.campaign_facts[c] for c in campaign_ids.to_pylist()]
+        arrays = {
+            "pair_id": pa.array(pair_ids[starts[keep]], pa.int64()),
+            "campaign_id": campaign_ids,
+            "campaign": pa.array([f[0] for f in facts], pa.string()),
+            "env_id": pa.array([f[1] for f in facts], pa.string()),
+            "env_version": pa.array([f[2] for f in facts], pa.int32()),
+            "pair_created_at": first("pair_created_us").cast(TIMESTAMP),
+            "is_gold": first("pair__is_gold"),
+            # Stored as "" when not gold; exported as null.
+            "gold_preference": pc.if_else(pc.equal(first("pair__gold_preference"), ""), None,
+                                          first("pair__gold_preference")),
+            "repeat_of": first("pair__repeat_of_id"),
+            "priority": first("pair__priority"),
+            "selector": first("pair__selector"),
+            "model_version": first("pair__model_version"),
+            "segment_a_id": pa.array(seg_a), "segment_b_id": pa.array(seg_b),
+            "trajectory_a_id": prov["trajectory_id"].take(take_a),
+            "trajectory_b_id": prov["trajectory_id"].take(take_b),
+            "start_a": prov["start"].take(take_a), "end_a": prov["end"].take(take_a),
+            "start_b": prov["start"].take(take_b), "end_b": prov["end"].take(take_b),
+            "seed_a": prov["seed"].take(take_a), "seed_b": prov["seed"].take(take_b),
+            "policy_a": prov["policy"].take(take_a), "policy_b": prov["policy"].take(take_b),
+            "policy_kind_a": prov["policy_kind"].take(take_a), "policy_kind_b": prov["policy_kind"].take(take_b),
+            "true_return_a": prov["true_return"].take(take_a), "true_return_b": prov["true_return"].take(take_b),
+            "votes": votes,
+            "num_votes": pa.array(kept_sizes, pa.int64()),
+            "soft_label": pa.array(soft_label[keep], pa.float64(), mask=decided[keep] == 0),
+            "majority": pa.array(np.array(["a", "b", "equal"])[counts[keep].argmax(axis=1)], pa.string(),
+                                 mask=~has_majority[keep]),
+            "agreement": pa.array(agreement[keep], pa.float64(), mask=~has_majority[keep]),
+        }
+        self._count(keep, counts, decided, has_majority, agreement, arrays, vote_arrays, is_a, is_b, row_keep,
+                    np.repeat(index_a, kept_sizes), np.repeat(index_b, kept_sizes))
+        return pa.RecordBatch.from_arrays([arrays[f.name] for f in PAIR_SCHEMA], schema=PAIR_SCHEMA)
+
+    def _count(self, keep: np.ndarray, counts: np.ndarray, decided: np.ndarray, has_majority: np.ndarray,
+               agreement: np.ndarray, arrays: dict[str, pa.Array], votes: dict[str, pa.Array],
+               is_a: np.ndarray, is_b: np.ndarray, row_keep: np.ndarray,
+               rows_a: np.ndarray, rows_b: np.ndarray) -> None:
         s = self.stats
-        s.pairs += 1
-        s.judgements += len(rows)
-        s.gold_pairs += bool(is_gold)
-        s.per_campaign[campaign_id] += 1
-        s.add_pair(preferences, agreement)
-        index = {"desirable": 0, "undesirable": 1, "unsure": 2}
-        for row in rows:
-            s.annotators[row[1]] += 1
-            s.preferences[row[2]] += 1
-            s.desirability[row[3]] += 1
-            s.desirability[row[4]] += 1
-            s.simulated_judgements += bool(row[8])
-            self.segment_votes[seg_a][index[row[3]]] += 1
-            self.segment_votes[seg_b][index[row[4]]] += 1
-            if row[2] in ("a", "b"):
-                s.decisive += 1
-                s.chose_left += (row[2] == "a") == row[7]
-
-    def flush(self) -> tuple[pa.RecordBatch, bytes]:
-        """The buffered pairs as a record batch plus their canonical JSON; then empty."""
-        canonical = json.dumps(
-            {"pairs": self.columns, "votes": self.votes, "offsets": self.offsets},
-            sort_keys=True, separators=(",", ":"), allow_nan=False,
-        ).encode()
-        arrays: list[pa.Array] = []
-        for f in PAIR_SCHEMA:
-            if f.name == "votes":
-                children = [pa.array(self.votes[vf.name], type=vf.type) for vf in VOTES_TYPE.value_type]
-                struct = pa.StructArray.from_arrays(children, fields=list(VOTES_TYPE.value_type))
-                arrays.append(pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), struct,
-                                                       type=VOTES_TYPE))
-            else:
-                arrays.append(pa.array(self.columns[f.name], type=f.type))
-        batch = pa.RecordBatch.from_arrays(arrays, schema=PAIR_SCHEMA)
-        self._reset()
-        return batch, canonical
-
-
-def _segment_infos(campaign_ids: list[int]) -> dict[int, SegmentInfo]:
-    """Provenance of every segment the campaigns' pairs use (bounded by the segment pool)."""
-    pairs = Pair.objects.filter(campaign_id__in=campaign_ids)
-    rows = Segment.objects.filter(
-        Q(id__in=pairs.values("segment_a_id")) | Q(id__in=pairs.values("segment_b_id"))
-    ).values_list(
-        "id", "trajectory_id", "start", "end", "true_return", "trajectory__seed",
-        "trajectory__policy__name", "trajectory__policy__kind", "trajectory__length",
-    )
-    return {row[0]: SegmentInfo(*row[1:]) for row in rows.iterator(chunk_size=CURSOR_CHUNK)}
+        counts, decided = counts[keep], decided[keep]
+        s.pairs += int(keep.sum())
+        s.judgements += len(votes["annotator"])
+        s.gold_pairs += int(pc.sum(arrays["is_gold"]).as_py() or 0)
+        s.simulated_judgements += int(pc.sum(votes["is_simulated"]).as_py() or 0)
+        for item in pc.value_counts(arrays["campaign_id"]).to_pylist():
+            s.per_campaign[item["values"]] = s.per_campaign.get(item["values"], 0) + item["counts"]
+        for item in pc.value_counts(votes["annotator"]).to_pylist():
+            s.annotators[item["values"]] = s.annotators.get(item["values"], 0) + item["counts"]
+        for key, total in zip(("a", "b", "equal"), counts.sum(axis=0)):
+            s.preferences[key] += int(total)
+        s.preferences["cant_tell"] += len(votes["annotator"]) - int(decided.sum())
+        multi = decided >= 2
+        s.pairs_with_multiple_votes += int(multi.sum())
+        if multi.any():
+            n, m = counts[multi].astype(float), decided[multi].astype(float)
+            pairs = n[:, :, None] * (n[:, None, :] - np.eye(3)[None])  # n_c (n_k − [c = k])
+            s.coincidence += (pairs / (m - 1)[:, None, None]).sum(axis=0)
+            agreed = multi & has_majority[keep]
+            s.agreement_sum += float(agreement[keep][agreed].sum())
+            s.agreement_pairs += int(agreed.sum())
+        a, b = is_a[row_keep], is_b[row_keep]
+        left = _bools(votes["left_is_a"])
+        s.decisive += int((a | b).sum())
+        s.chose_left += int((a & left).sum() + (b & ~left).sum())
+        for side, rows in (("desirability_a", rows_a), ("desirability_b", rows_b)):
+            for code, value in enumerate(DESIRABILITY):
+                mask = _bools(pc.equal(votes[side], value))
+                s.desirability[value] += int(mask.sum())
+                np.add.at(self.segments.votes[:, code], rows[mask], 1)
 
 
 @dataclass
@@ -319,7 +426,6 @@ class ExportResult:
     counts: dict[str, Any]
     statistics: dict[str, Any]
     files: dict[str, Path]
-    segment_votes: dict[int, list[int]]
 
 
 class JsonlSink:
@@ -350,19 +456,21 @@ def export_tables(
     if missing:
         raise DatasetExportError(f"No campaign with id {', '.join(map(str, missing))}.")
     report = on_progress or (lambda fraction: None)
-    segments = _segment_infos(list(campaigns))
+    segments = SegmentTable(list(campaigns))
     judgements = judgements_for(filters, list(campaigns.values()))
     total = judgements.count()
-    stream = PairStream(filters, campaigns, segments)
-    hasher = hashlib.sha256(f"preflab-dataset-v{SCHEMA_VERSION}\n".encode())
+    batcher = PairBatcher(filters, campaigns, segments)
+    digest = TableDigest(PAIR_SCHEMA)
     pairs_path = workdir / "pairs.parquet"
     jsonl_sink = JsonlSink(workdir / "pairs.jsonl") if jsonl else None
     writer = pq.ParquetWriter(pairs_path, PAIR_SCHEMA, compression="zstd")
     seen = 0
 
-    def emit() -> None:
-        batch, canonical = stream.flush()
-        hasher.update(canonical)
+    def emit(table: pa.Table) -> None:
+        batch = batcher.batch(table)
+        if batch is None:
+            return
+        digest.update(batch)
         writer.write_batch(batch)
         if jsonl_sink is not None:
             jsonl_sink.write(batch)
@@ -370,58 +478,61 @@ def export_tables(
         report(0.9 * seen / total if total else 0.9)
 
     try:
-        current: list[tuple[Any, ...]] = []
-        for row in judgements.values_list(*ROW_FIELDS).iterator(chunk_size=CURSOR_CHUNK):
-            seen += 1
-            if current and row[0] != current[0][0]:
-                stream.add(current)
-                current = []
-                if len(stream) >= BATCH_PAIRS:
-                    emit()
-            current.append(row)
-        if current:
-            stream.add(current)
-        if len(stream) or stream.stats.pairs == 0:
-            emit()  # an empty export still writes a valid, empty file
+        query = judgements.annotate(
+            created_us=EpochMicros("created_at"), pair_created_us=EpochMicros("pair__created_at"))
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        for table in stream_rows(query):
+            pending.append(table)
+            pending_rows += table.num_rows
+            if pending_rows < CURSOR_CHUNK:
+                continue
+            rows = pa.concat_tables(pending)
+            # Cut before the last pair, which may go on in the next table.
+            pair_ids = rows.column("pair_id").to_numpy()
+            cut = int(np.searchsorted(pair_ids, pair_ids[-1], side="left"))
+            if cut > 0:
+                seen += cut
+                emit(rows.slice(0, cut))
+            pending, pending_rows = [rows.slice(cut)], rows.num_rows - cut
+        if pending_rows:
+            seen += pending_rows
+            emit(pa.concat_tables(pending))
     finally:
         writer.close()
         if jsonl_sink is not None:
             jsonl_sink.close()
-    if stream.stats.pairs == 0:
+    if batcher.stats.pairs == 0:
         raise DatasetExportError(
             "No judgements match these filters; widen the date range, annotators or agreement."
         )
+    segment_digest = TableDigest(SEGMENT_SCHEMA)
     segment_count, trajectory_count = _write_segments(
-        workdir / "segments.parquet", segments, stream.segment_votes, hasher, on_progress=report
+        workdir / "segments.parquet", segments, segment_digest, on_progress=report
     )
-    counts, statistics = stream.stats.summary(segment_count, trajectory_count)
+    counts, statistics = batcher.stats.summary(segment_count, trajectory_count)
     files = {"pairs.parquet": pairs_path, "segments.parquet": workdir / "segments.parquet"}
     if jsonl:
         files["pairs.jsonl"] = workdir / "pairs.jsonl"
-    return ExportResult(hasher.hexdigest(), counts, statistics, files, dict(stream.segment_votes))
+    return ExportResult(table_hash(digest.hexdigest(), segment_digest.hexdigest()), counts, statistics, files)
 
 
 def _steps(arrays: list[np.ndarray]) -> pa.Array:
     """A list<list<float64>> column from per-segment (T, D) arrays."""
-    inner_offsets = [0]
-    outer_offsets = [0]
-    for array in arrays:
-        t, d = array.shape
-        start = inner_offsets[-1]
-        inner_offsets.extend(start + d * (i + 1) for i in range(t))
-        outer_offsets.append(outer_offsets[-1] + t)
+    lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+    widths = np.concatenate([np.full(a.shape[0], a.shape[1], dtype=np.int64) for a in arrays]) if arrays else \
+        np.zeros(0, dtype=np.int64)
     values = pa.array(np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0), pa.float64())
-    inner = pa.ListArray.from_arrays(pa.array(inner_offsets, pa.int32()), values)
-    return pa.ListArray.from_arrays(pa.array(outer_offsets, pa.int32()), inner)
+    inner = pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(widths)].astype(np.int32)), values)
+    return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32)), inner)
 
 
-def _write_segments(
-    path: Path, infos: dict[int, SegmentInfo], votes: dict[int, list[int]], hasher: Any,
-    *, on_progress: ProgressCallback,
-) -> tuple[int, int]:
+def _write_segments(path: Path, table: SegmentTable, digest: TableDigest, *,
+                    on_progress: ProgressCallback) -> tuple[int, int]:
     """Every segment of every trajectory a pair uses (so the importer can rebuild whole
     trajectories), with arrays sliced from the trajectory's .npz, loaded once per trajectory."""
-    trajectory_ids = sorted({info.trajectory_id for sid, info in infos.items() if sid in votes})
+    used = table.votes.sum(axis=1) > 0
+    trajectory_ids = sorted(set(table.trajectory_ids[used].tolist()))
     writer = pq.ParquetWriter(path, SEGMENT_SCHEMA, compression="zstd")
     buffer: list[dict[str, Any]] = []
     written = 0
@@ -433,10 +544,12 @@ def _write_segments(
                 columns[f.name] = _steps([row[f.name] for row in buffer])
             elif f.name in ("rewards", "terminations"):
                 columns[f.name] = pa.array(
-                    [None if row[f.name] is None else row[f.name].tolist() for row in buffer], type=f.type)
+                    [None if row[f.name] is None else row[f.name] for row in buffer], type=f.type)
             else:
                 columns[f.name] = pa.array([row[f.name] for row in buffer], type=f.type)
-        writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=SEGMENT_SCHEMA))
+        batch = pa.RecordBatch.from_pydict(columns, schema=SEGMENT_SCHEMA)
+        digest.update(batch)
+        writer.write_batch(batch)
         buffer.clear()
 
     try:
@@ -458,25 +571,22 @@ def _write_segments(
                 act = arrays["actions"][start:end]
                 rewards = arrays.get("rewards")
                 terminations = arrays.get("terminations")
-                counts = votes.get(sid, [0, 0, 0])
-                row = {
+                position = int(table.index(np.array([sid]))[0])
+                known = position < len(table.ids) and table.ids[position] == sid
+                counts = table.votes[position] if known else np.zeros(3, dtype=np.int64)
+                buffer.append({
                     "segment_id": sid, "trajectory_id": tid, "env_id": env_id, "policy": policy,
                     "policy_kind": kind, "seed": seed, "trajectory_length": length, "start": start,
-                    "end": end, "true_return": true_return, "in_pairs": sid in votes,
-                    "desirable_votes": counts[0], "undesirable_votes": counts[1], "unsure_votes": counts[2],
+                    "end": end, "true_return": true_return, "in_pairs": bool(counts.sum() > 0),
+                    "desirable_votes": int(counts[0]), "undesirable_votes": int(counts[1]),
+                    "unsure_votes": int(counts[2]),
                     "observation_shape": list(obs.shape[1:]), "observation_dtype": str(obs.dtype),
                     "action_shape": list(act.shape[1:]), "action_dtype": str(act.dtype),
                     "observations": obs.reshape(len(obs), -1).astype(np.float64),
                     "actions": act.reshape(len(act), -1).astype(np.float64),
                     "rewards": None if rewards is None else rewards[start:end].astype(np.float64),
                     "terminations": None if terminations is None else terminations[start:end].astype(bool),
-                }
-                meta = {k: v for k, v in row.items() if not isinstance(v, np.ndarray)}
-                hasher.update(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
-                for key in ("observations", "actions", "rewards", "terminations"):
-                    if row[key] is not None:
-                        hasher.update(np.ascontiguousarray(row[key]).astype(row[key].dtype.newbyteorder("<")).tobytes())
-                buffer.append(row)
+                })
                 written += 1
                 if len(buffer) >= SEGMENT_BATCH:
                     flush()
@@ -486,12 +596,3 @@ def _write_segments(
     finally:
         writer.close()
     return written, len(trajectory_ids)
-
-
-def iter_parquet_rows(path: Path, *, batch_size: int = 1024) -> Iterator[dict[str, Any]]:
-    """Rows of a snapshot table, a batch at a time (for readers that want dicts)."""
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=batch_size):
-        yield from batch.to_pylist()
-
-

@@ -39,7 +39,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from feedback.datasets.export import BATCH_PAIRS
+from feedback.datasets.digest import TableDigest
+from feedback.datasets.export import table_hash
 from feedback.datasets.schema import PAIR_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA
 from feedback.models import (
     Assignment,
@@ -123,28 +124,8 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def _micros(column: pa.Array) -> list[Any]:
-    if pa.types.is_timestamp(column.type):
-        return column.cast(pa.int64()).to_pylist()
-    return column.to_pylist()
-
-
 def pair_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The pairs table in the export's batches (the hash is defined over them)."""
-    yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_PAIRS, columns=PAIR_SCHEMA.names)
-
-
-def canonical_pairs(batch: pa.RecordBatch) -> bytes:
-    """The canonical JSON of a batch of pair rows, as ``export.PairStream.flush`` makes it."""
-    columns = {f.name: _micros(batch.column(f.name)) for f in PAIR_SCHEMA if f.name != "votes"}
-    votes_column = batch.column("votes")
-    values = votes_column.flatten()
-    offsets = votes_column.offsets.to_pylist()
-    votes = {f.name: _micros(values.field(f.name)) for f in values.type}
-    return json.dumps(
-        {"pairs": columns, "votes": votes, "offsets": [o - offsets[0] for o in offsets]},
-        sort_keys=True, separators=(",", ":"), allow_nan=False,
-    ).encode()
+    yield from pq.ParquetFile(path).iter_batches(batch_size=10_000, columns=PAIR_SCHEMA.names)
 
 
 ARRAY_KEYS = ("observations", "actions", "rewards", "terminations")
@@ -161,23 +142,15 @@ def segment_rows(path: Path) -> Iterator[dict[str, Any]]:
             yield row
 
 
-def canonical_segment(row: dict[str, Any]) -> bytes:
-    meta = {k: v for k, v in row.items() if not isinstance(v, np.ndarray)}
-    out = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-    for key in ARRAY_KEYS:
-        if isinstance(row[key], np.ndarray):
-            out += np.ascontiguousarray(row[key]).astype(row[key].dtype.newbyteorder("<")).tobytes()
-    return out
-
-
 def content_hash(folder: Path) -> str:
     """Recompute a snapshot's content hash from its tables (see ``feedback.datasets.export``)."""
-    hasher = hashlib.sha256(f"preflab-dataset-v{SCHEMA_VERSION}\n".encode())
-    for batch in pair_batches(folder / "pairs.parquet"):
-        hasher.update(canonical_pairs(batch))
-    for row in segment_rows(folder / "segments.parquet"):
-        hasher.update(canonical_segment(row))
-    return hasher.hexdigest()
+    digests = []
+    for name, schema in (("pairs.parquet", PAIR_SCHEMA), ("segments.parquet", SEGMENT_SCHEMA)):
+        digest = TableDigest(schema)
+        for batch in pq.ParquetFile(folder / name).iter_batches(batch_size=10_000, columns=schema.names):
+            digest.update(batch)
+        digests.append(digest.hexdigest())
+    return table_hash(*digests)
 
 
 def _trajectories(path: Path) -> Iterator[list[dict[str, Any]]]:
