@@ -5,10 +5,12 @@ Recipe, read top to bottom (``loop_iteration_run``):
 1. **Reward model**: train an ensemble on the campaign's judgements (the ids frozen when the run
    was queued) through ``runner.train_run``, register it, and promote it.
 2. **Policy**: fine-tune with Stable-Baselines3 against the new reward
-   (``learning.core.finetune``), starting from the campaign's current loop policy (its
-   *parent*) or from scratch; register the checkpoint as a policy ``ModelVersion`` with its
-   lineage (parent policy, reward model, judgements) and as the ``PolicyVersion`` its
-   rollouts are stored under.
+   (``learning.core.finetune``) — or, with ``loop.reward`` ``gail``/``airl``, against an
+   adversarial reward learned from the clips labelled desirable (``learning.core.adversarial``)
+   — starting from the campaign's current loop policy (its *parent*), a behavioural clone of
+   the desirable clips (``learning.core.bc``) or scratch; register the checkpoint as a policy
+   ``ModelVersion`` with its lineage (parent policy, reward model, judgements) and as the
+   ``PolicyVersion`` its rollouts are stored under.
 3. **Rollouts**: run the new policy for a few episodes in the real Gymnasium env, store them
    as trajectories and render their segments' clips.
 4. **Pairs**: the active selector (ensemble disagreement of the promoted reward model) queues
@@ -30,13 +32,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from django.core.files import File
 from django.utils import timezone
 
-from feedback.models import PolicyVersion
+from feedback.models import Judgement, PolicyVersion, Segment
 from feedback.services import policy_get_or_create
 from learning import broadcast, rollout_import, services
+from learning.core.adversarial import AdversarialConfig, train_adversarial
+from learning.core.bc import BCConfig, behaviour_clone
 from learning.core.checkpoints import load_reward_model
 from learning.core.configs import ConfigError, _ConfigBase
 from learning.core.finetune import (
@@ -50,15 +55,25 @@ from learning.core.finetune import (
     resolve_algo,
     save_policy,
 )
+from learning.core.loop import Segments
 from learning.core.rollouts import SB3Policy
 from learning.models import ModelKind, ModelVersion, TrainingRun
 from learning.pair_selection import pairs_select
-from learning.runner import RunConfig, _check_types, _json_float, train_run
+from learning.runner import (
+    NotEnoughData,
+    RunConfig,
+    _check_types,
+    _json_float,
+    _segment_values,
+    encode_actions,
+    train_run,
+)
 
 logger = logging.getLogger(__name__)
 
-POLICY_INITS = ("parent", "scratch")
+POLICY_INITS = ("parent", "scratch", "bc")
 SELECTORS = ("disagreement", "random")
+REWARDS = ("preference", "gail", "airl")
 
 
 @dataclass(frozen=True)
@@ -80,7 +95,15 @@ class LoopSettings(_ConfigBase):
 
     init: str = "parent"
     """Where the policy starts: ``parent`` (the campaign's current loop policy — the promoted
-    one, else the latest; scratch the first time) or ``scratch``."""
+    one, else the latest; scratch the first time), ``bc`` (behavioural cloning of the clips
+    labelled desirable) or ``scratch``."""
+
+    reward: str = "preference"
+    """What the policy trains against: ``preference`` (the new reward ensemble, mean − λ·std)
+    or an adversarial reward learned from the clips labelled desirable as the expert set, with
+    the policy's rollouts and the clips labelled undesirable as negatives (``gail``, ``airl``;
+    the ``adversarial`` section configures it). The preference ensemble is trained either
+    way: it scores the next pairs."""
 
     promote: bool = True
     """Promote the new reward model and policy, so the selector and the next iteration use them."""
@@ -98,6 +121,7 @@ class LoopSettings(_ConfigBase):
                 f"selector must be one of {SELECTORS}, got {self.selector!r}",
             ),
             (self.init in POLICY_INITS, f"init must be one of {POLICY_INITS}, got {self.init!r}"),
+            (self.reward in REWARDS, f"reward must be one of {REWARDS}, got {self.reward!r}"),
             (
                 16 <= self.render_size <= 1024,
                 f"render_size must be in [16, 1024], got {self.render_size}",
@@ -111,31 +135,41 @@ class LoopSettings(_ConfigBase):
 @dataclass(frozen=True)
 class LoopRunConfig:
     """A loop run's whole config: the reward sections (``net``, ``train``), ``finetune``
-    (:class:`~learning.core.finetune.FinetuneConfig`) and ``loop`` (:class:`LoopSettings`)."""
+    (:class:`~learning.core.finetune.FinetuneConfig`), ``loop`` (:class:`LoopSettings`) and
+    ``adversarial`` (:class:`~learning.core.adversarial.AdversarialConfig`, used when
+    ``loop.reward`` is ``gail`` or ``airl``; its ``kind`` follows ``loop.reward`` and its
+    ``total_env_steps`` is ``finetune.total_steps``)."""
 
     reward: RunConfig
     finetune: FinetuneConfig
     loop: LoopSettings
+    adversarial: AdversarialConfig
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.reward.to_dict(),
             "finetune": self.finetune.to_dict(),
             "loop": self.loop.to_dict(),
+            "adversarial": self.adversarial.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LoopRunConfig:
         """Raises ``ConfigError`` naming the bad section or field."""
-        unknown = sorted(set(data) - {"net", "train", "finetune", "loop"})
+        unknown = sorted(set(data) - {"net", "train", "finetune", "loop", "adversarial"})
         if unknown:
             raise ConfigError(
                 f"config has no section(s) {', '.join(unknown)}; use 'net', 'train', "
-                "'finetune' and 'loop'."
+                "'finetune', 'loop' and 'adversarial'."
             )
         reward = RunConfig.from_dict({k: data[k] for k in ("net", "train") if k in data})
         built: dict[str, Any] = {}
-        for name, config_cls in (("finetune", FinetuneConfig), ("loop", LoopSettings)):
+        sections: tuple[tuple[str, type[_ConfigBase]], ...] = (
+            ("finetune", FinetuneConfig),
+            ("loop", LoopSettings),
+            ("adversarial", AdversarialConfig),
+        )
+        for name, config_cls in sections:
             values = data.get(name) or {}
             if not isinstance(values, Mapping):
                 raise ConfigError(f"config.{name} must be an object of field values.")
@@ -148,6 +182,11 @@ class LoopRunConfig:
             raise ConfigError(
                 "config.loop.selector 'disagreement' needs config.net.ensemble_size ≥ 2 "
                 "(one net has no disagreement); raise it or use selector 'random'."
+            )
+        loop, finetune = built["loop"], built["finetune"]
+        if loop.reward != "preference":  # one source of truth for the kind and the budget
+            built["adversarial"] = replace(
+                built["adversarial"], kind=loop.reward, total_env_steps=finetune.total_steps
             )
         return cls(reward=reward, **built)
 
@@ -200,6 +239,115 @@ def parent_policy(run: TrainingRun) -> ModelVersion | None:
     return versions.filter(promoted=True).first() or versions.order_by("-created_at", "-id").first()
 
 
+def labelled_clips(run: TrainingRun, label: str) -> list[dict[str, np.ndarray]]:
+    """The arrays (observations, actions, rewards) of the full-length segments this run's
+    judgements label ``desirable`` or ``undesirable`` — by every judgement that gave the
+    segment a desirability; a segment with conflicting labels is left out."""
+    answers: dict[int, set[str]] = {}
+    segments: dict[int, Segment] = {}
+    judgements = Judgement.objects.filter(
+        pk__in=run.dataset.get("judgement_ids", [])
+    ).select_related("pair__segment_a__trajectory", "pair__segment_b__trajectory")
+    for judgement in judgements:
+        for segment, answer in (
+            (judgement.pair.segment_a, judgement.desirability_a),
+            (judgement.pair.segment_b, judgement.desirability_b),
+        ):
+            if answer in ("desirable", "undesirable"):
+                answers.setdefault(segment.pk, set()).add(answer)
+                segments[segment.pk] = segment
+    length = run.campaign.segment_length
+    chosen = sorted(
+        (s for pk, s in segments.items() if answers[pk] == {label} and s.end - s.start == length),
+        key=lambda s: (s.trajectory_id, s.start),
+    )
+    cache: dict[int, dict[str, np.ndarray]] = {}
+    return [_segment_values(s, cache) for s in chosen]
+
+
+def _as_segments(
+    clips: list[dict[str, np.ndarray]], action_space: Any, *, absorbing: bool
+) -> Segments:
+    """Clips → core ``Segments``: flattened observations (plus a zero absorbing flag: stored
+    clips are real steps), encoded actions, true rewards (zeros when unknown)."""
+    length = clips[0]["observations"].shape[0]
+    obs = np.stack([c["observations"].astype(np.float32).reshape(length, -1) for c in clips])
+    if absorbing:
+        obs = np.concatenate([obs, np.zeros((*obs.shape[:2], 1), np.float32)], axis=-1)
+    act = np.stack([encode_actions(c["actions"], action_space, length) for c in clips])
+    rewards = np.stack(
+        [c["rewards"].astype(np.float64) if "rewards" in c else np.zeros(length) for c in clips]
+    )
+    return Segments(obs, act, rewards)
+
+
+def _behaviour_clone(run: TrainingRun, config: LoopRunConfig) -> Any:
+    """A fresh SB3 model cloned from the clips labelled desirable (``loop.init = bc``)."""
+    clips = labelled_clips(run, "desirable")
+    if not clips:
+        raise NotEnoughData(
+            "loop.init is 'bc' but no clip is labelled desirable yet; label some clips "
+            "desirable, or start from 'parent' or 'scratch'."
+        )
+    env_id = run.campaign.env.env_id
+    model = build_model(
+        config.finetune, make_vec_env(env_id, config.finetune.n_envs, seed=config.finetune.seed)
+    )
+    observations = np.concatenate(
+        [c["observations"].astype(np.float32).reshape(len(c["observations"]), -1) for c in clips]
+    )
+    actions = np.concatenate([np.asarray(c["actions"]) for c in clips])
+    result = behaviour_clone(model, observations, actions, BCConfig(seed=config.finetune.seed))
+    _note(
+        run,
+        f"Behaviour-cloned {len(clips)} desirable clips ({len(observations)} steps, "
+        f"{result.epochs} epochs, held-out loss {result.held_out_loss:.3f}).",
+    )
+    return model
+
+
+def _train_adversarial(
+    run: TrainingRun, config: LoopRunConfig, init: Any, reporter: StageReporter
+) -> tuple[Any, dict[str, Any]]:
+    """GAIL/AIRL from the run's desirable clips (expert) and undesirable clips (extra
+    negatives); returns (the generator policy, summary), or (None, {}) when cancelled."""
+    action_space = run.campaign.env.action_space
+    absorbing = config.adversarial.absorbing
+    expert = labelled_clips(run, "desirable")
+    if not expert:
+        raise NotEnoughData(
+            f"loop.reward is '{config.loop.reward}' but no clip is labelled desirable yet: the "
+            "adversarial learner needs desirable clips as its expert set."
+        )
+    bad = labelled_clips(run, "undesirable")
+    _note(
+        run,
+        f"{config.loop.reward.upper()} from {len(expert)} desirable clips"
+        f" and {len(bad)} undesirable clips.",
+    )
+    result = train_adversarial(
+        run.campaign.env.env_id,
+        _as_segments(expert, action_space, absorbing=absorbing),
+        _as_segments(bad, action_space, absorbing=absorbing) if bad else None,
+        config.adversarial,
+        config.finetune,
+        init=init,
+        callback=reporter,
+    )
+    if result.stop_reason == "callback":
+        return None, {}
+    evaluation = result.evaluation
+    return result.model, {
+        "algo": algo_name(result.model),
+        "reward": config.loop.reward,
+        "env_steps": result.env_steps,
+        "stop_reason": result.stop_reason,
+        "true_return_mean": evaluation.mean_return if evaluation else math.nan,
+        "true_return_std": evaluation.std_return if evaluation else math.nan,
+        "wall_time_s": result.wall_time_s,
+    }
+
+
 def _train_policy(
     run: TrainingRun, config: LoopRunConfig, reward_version: ModelVersion
 ) -> ModelVersion | None:
@@ -217,7 +365,7 @@ def _train_policy(
         device=device,
     )
     parent = parent_policy(run) if config.loop.init == "parent" else None
-    init = None
+    init = _behaviour_clone(run, config) if config.loop.init == "bc" else None
     if parent is not None:
         with parent.artifact.open("rb") as handle:
             loaded, _, _ = load_policy(handle, device=config.finetune.device)
@@ -235,17 +383,23 @@ def _train_policy(
         _note(
             run, f"Fine-tuning policy version {parent.pk} against reward model {reward_version.pk}."
         )
-    else:
+    elif init is None:
         _note(run, f"Training a policy from scratch against reward model {reward_version.pk}.")
     reporter = StageReporter(run, total=config.finetune.total_steps, span=(0.3, 0.8))
-    result = finetune_policy(config.finetune, env_id, reward, init=init, callback=reporter)
-    if result.stop_reason == "callback":
-        return None
-    summary = {
-        k: _json_float(v) if isinstance(v, float) else v for k, v in result.summary().items()
-    }
+    if config.loop.reward == "preference":
+        result = finetune_policy(config.finetune, env_id, reward, init=init, callback=reporter)
+        if result.stop_reason == "callback":
+            return None
+        model, raw_summary = result.model, result.summary()
+    else:
+        model, raw_summary = _train_adversarial(run, config, init, reporter)
+        if model is None:
+            return None
+    summary = {k: _json_float(v) if isinstance(v, float) else v for k, v in raw_summary.items()}
     lineage = {
         "run": run.pk,
+        "reward": config.loop.reward,
+        "init": config.loop.init,
         "reward_model_version": reward_version.pk,
         "parent_policy_version": parent.pk if parent else None,
         "judgement_ids_count": run.dataset.get("num_judgements"),
@@ -258,7 +412,7 @@ def _train_policy(
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"policy-run-{run.pk}.pt"
-        save_policy(path, result.model, config.finetune, env_id=env_id, extra={"lineage": lineage})
+        save_policy(path, model, config.finetune, env_id=env_id, extra={"lineage": lineage})
         with path.open("rb") as handle:
             policy.checkpoint.save(path.name, File(handle), save=False)
         policy.parent = parent.policy if parent is not None else None

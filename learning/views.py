@@ -77,12 +77,14 @@ def campaign_training(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "lr": train.lr,
     }
     from learning.core.finetune import FINETUNE_ALGORITHMS, FinetuneConfig
-    from learning.loop import SELECTORS, LoopSettings
+    from learning.loop import POLICY_INITS, REWARDS, SELECTORS, LoopSettings
 
     loop = LoopSettings()
     loop_defaults = {
         "algos": FINETUNE_ALGORITHMS,
         "selectors": SELECTORS,
+        "inits": POLICY_INITS,
+        "rewards": REWARDS,
         "total_steps": FinetuneConfig().total_steps,
         "episodes": loop.episodes,
         "pairs": loop.pairs,

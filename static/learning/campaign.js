@@ -171,6 +171,8 @@ if (loopForm) {
         episodes: numberOrRaw(data.get("episodes")),
         pairs: numberOrRaw(data.get("pairs")),
         selector: String(data.get("selector")),
+        init: String(data.get("init")),
+        reward: String(data.get("reward")),
       },
     };
     try {

@@ -197,8 +197,11 @@ def test_an_admin_sets_the_retrain_rule_and_queues_a_loop_iteration_from_the_pag
     loop_form.get_by_label("Algorithm").select_option("ppo")
     loop_form.get_by_label("Environment steps").fill("64")
     loop_form.get_by_label("Pairs to queue").fill("2")
+    loop_form.get_by_label("Policy starts from").select_option("bc")
+    loop_form.get_by_label("Policy trains against").select_option("airl")
     loop_form.get_by_role("button", name="Start loop iteration").click()
     expect(page.locator("#status")).to_contain_text("Loop iteration")
     run = off_the_loop(lambda: TrainingRun.objects.get(campaign=labelled, kind="loop"))
     assert run.config["finetune"]["total_steps"] == 64 and run.config["loop"]["pairs"] == 2
+    assert (run.config["loop"]["init"], run.config["adversarial"]["kind"]) == ("bc", "airl")
     expect(page.locator(f'#runs tr[data-run-id="{run.pk}"]')).to_contain_text("loop iteration")

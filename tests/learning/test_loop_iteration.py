@@ -67,6 +67,10 @@ def test_loop_config_round_trips_and_names_bad_fields() -> None:
         LoopRunConfig.from_dict({"finetune": {"total_steps": "many"}})
     with pytest.raises(ConfigError, match="needs config.net.ensemble_size ≥ 2"):
         LoopRunConfig.from_dict({"net": {"ensemble_size": 1}})
+    with pytest.raises(ConfigError, match=r"config\.loop: reward must be one of"):
+        LoopRunConfig.from_dict({"loop": {"reward": "vibes"}})
+    with pytest.raises(ConfigError, match=r"config\.adversarial: lr must be > 0"):
+        LoopRunConfig.from_dict({"adversarial": {"lr": 0.0}})
 
 
 @pytest.mark.django_db
@@ -208,3 +212,41 @@ def test_a_cancel_stops_the_iteration_and_a_retry_resumes_after_finished_stages(
     assert again == first
     assert ModelVersion.objects.filter(run=run).count() == 2  # one reward model, one policy
     assert Trajectory.objects.filter(policy__model_version=first).count() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_iteration_can_clone_the_desirable_clips_and_train_against_gail(
+    live_server: Any, admin_user: Any
+) -> None:
+    from learning import services
+    from learning.loop import labelled_clips, loop_iteration_run
+
+    campaign = pendulum_campaign()
+    simulate(live_server, campaign, "oracle", "--workers", "1", "--seed", "0")
+    raw = {
+        **TINY_LOOP,
+        "loop": {**TINY_LOOP["loop"], "init": "bc", "reward": "gail", "pairs": 0},
+        "adversarial": {
+            "steps_per_round": 64, "discriminator_updates": 2, "batch_size": 16,
+            "policy_buffer": 256, "device": "cpu",
+        },
+    }  # fmt: skip
+    config = LoopRunConfig.from_dict(raw)
+    # The adversarial learner's kind and budget follow the loop's reward and the env steps.
+    assert (config.adversarial.kind, config.adversarial.total_env_steps) == ("gail", 128)
+
+    run = services.run_enqueue(
+        campaign=campaign, config=config, triggered_by=admin_user, kind="loop"
+    )
+    run = services.run_claim(run_id=run.pk)
+    assert run is not None
+    desirable = labelled_clips(run, "desirable")
+    assert desirable, "the oracle labels the best random clips desirable"
+    policy = loop_iteration_run(run)
+    assert policy is not None
+    run.refresh_from_db()
+    assert "Behaviour-cloned" in run.log and "GAIL from" in run.log
+    assert (policy.metrics["reward"], policy.metrics["init"]) == ("gail", "bc")
+    assert policy.metrics["env_steps"] >= 128
+    assert run.result["pairs_queued"] == 0 and run.result["trajectories_created"] == 1
