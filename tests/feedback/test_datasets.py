@@ -110,6 +110,21 @@ def test_the_hash_is_stable_across_exports_and_changes_with_the_data(labelled: C
     assert export(labelled).content_hash != first.content_hash
 
 
+def test_the_hash_and_rows_do_not_depend_on_how_the_stream_is_chunked(
+    labelled: Campaign, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from feedback.datasets import export as export_module
+
+    whole = export(labelled)
+    # Tiny chunks: every pair's votes straddle a chunk boundary somewhere.
+    monkeypatch.setattr(export_module, "CURSOR_CHUNK", 2)
+    monkeypatch.setattr(export_module, "COPY_BLOCK", 64)
+    chunked = export(labelled)
+    assert chunked.content_hash == whole.content_hash
+    assert pair_rows(chunked) == pair_rows(whole)
+    assert pq.ParquetFile(local(chunked, "pairs.parquet")).num_row_groups > 1
+
+
 def test_filters_choose_the_judgements(labelled: Campaign, annotator: Any, other_annotator: Any) -> None:
     def voters(**filters: Any) -> set[tuple[str, int]]:
         return {(v["annotator"], r["pair_id"]) for r in pair_rows(export(labelled, **filters)) for v in r["votes"]}
