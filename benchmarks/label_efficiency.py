@@ -152,7 +152,7 @@ def run_adversarial(env_id: str, method: str, seed: int, steps: int) -> dict[str
         env_steps = 0
     else:
         result = train_adversarial(
-            env_id, demos, None, AdversarialConfig(kind=method, total_env_steps=steps, seed=seed),
+            env_id, demos, None, AdversarialConfig(kind=method, total_env_steps=steps, seed=seed, device="cpu"),
             replace(FINETUNE, seed=seed),
         )
         evaluation, env_steps = result.evaluation, result.env_steps
@@ -208,6 +208,15 @@ def main() -> None:
                 for seed in range(args.seeds):
                     tasks.append(("adversarial", (env_id, method, seed, args.steps)))
 
+    def cost(task: tuple[str, tuple[Any, ...]]) -> float:
+        """Rough minutes of one core, so the longest runs start first when running in parallel."""
+        name, task_args = task
+        pendulum = "Pendulum" in str(task_args[0])
+        if name == "adversarial" and task_args[1] == "bc":
+            return 0.2
+        return (3.0 if pendulum else 2.0) + (0.5 if name == "adversarial" else 0.0)
+
+    tasks.sort(key=cost, reverse=True)
     started = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
