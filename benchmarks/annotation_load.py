@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -96,6 +97,79 @@ class LevelResult:
     acknowledged_in_db_once: bool
     db_judgements: int
     duplicate_leases: int
+    # CPU time per acknowledged judgement (one next + one judgement request), from /proc:
+    # the server's processes, this database's PostgreSQL backends, and this load generator.
+    # Unlike throughput, it hardly moves when other work shares the machine.
+    cpu_ms_per_judgement: dict[str, float]
+    load_average: list[float]
+
+
+# --- CPU accounting (Linux /proc) ---------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _process_tree(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return tree
+
+
+def _database_backends(database_url: str | None) -> set[int]:
+    if database_url is None:
+        return set()
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres") as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [name]).fetchall()
+    return {row[0] for row in rows}
+
+
+class CpuMeter:
+    """CPU seconds used by the server tree, the database's backends and this process."""
+
+    def __init__(self, server_pid: int, database_url: str | None) -> None:
+        self.server_pid, self.database_url = server_pid, database_url
+
+    def sample(self) -> dict[str, dict[int, float] | float]:
+        own = os.times()
+        return {
+            "server": {pid: _cpu_seconds(pid) for pid in _process_tree(self.server_pid)},
+            "postgres": {pid: _cpu_seconds(pid) for pid in _database_backends(self.database_url)},
+            "client": own.user + own.system,
+        }
+
+    @staticmethod
+    def per_judgement(before: dict[str, Any], after: dict[str, Any], judgements: int) -> dict[str, float]:
+        def used(kind: str) -> float:
+            # Processes that appeared during the level count from zero.
+            return sum(cpu - before[kind].get(pid, 0.0) for pid, cpu in after[kind].items())
+
+        n = max(judgements, 1)
+        out = {kind: round(1000 * used(kind) / n, 2) for kind in ("server", "postgres")}
+        out["client"] = round(1000 * (after["client"] - before["client"]) / n, 2)
+        out["total"] = round(sum(out.values()), 2)
+        return out
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -259,6 +333,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes")
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections per worker")
+    parser.add_argument("--threads", type=int, default=8,
+                        help="threads per worker for the one-hop labelling requests (PREFLAB_ASGI_THREADS)")
+    parser.add_argument("--label", default="", help="suffix for the result file name")
     parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn",
                         help="uvicorn: ASGI, as in production; gunicorn: WSGI, for comparison")
     parser.add_argument("--max-judgements", type=int, default=20000)
@@ -288,6 +365,7 @@ def main() -> None:
         "PREFLAB_VAR_DIR": str(workdir),
         "LOG_LEVEL": "WARNING",
         "OMP_NUM_THREADS": "1",
+        "PREFLAB_ASGI_THREADS": str(args.threads),
     }
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
                    env={**os.environ, **env}, check=True)
@@ -301,6 +379,7 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
 
+    load_before = [round(x, 2) for x in os.getloadavg()]
     port = free_port()
     if args.server == "uvicorn":
         command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
@@ -311,18 +390,22 @@ def main() -> None:
                    "-w", str(args.workers), "--log-level", "warning"]
     server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
     results: list[LevelResult] = []
+    meter = CpuMeter(server.pid, database_url if args.database == "postgres" else None)
     try:
         wait_ready(port)
         for level in levels:
+            before = meter.sample()
             acked, next_lat, judge_lat, errors, elapsed = asyncio.run(
                 run_level(port, tokens[level], campaigns[level], args.duration, args.max_judgements)
             )
+            cpu = CpuMeter.per_judgement(before, meter.sample(), len(acked))
             once, db_count, duplicates = check(campaigns[level], acked)
             result = LevelResult(
                 annotators=level, duration_s=round(elapsed, 2), judgements=len(acked),
                 judgements_per_s=round(len(acked) / elapsed, 1), next_ms=percentiles(next_lat),
                 judgement_ms=percentiles(judge_lat), errors=errors, acknowledged_in_db_once=once,
-                db_judgements=db_count, duplicate_leases=duplicates,
+                db_judgements=db_count, duplicate_leases=duplicates, cpu_ms_per_judgement=cpu,
+                load_average=[round(x, 2) for x in os.getloadavg()],
             )
             results.append(result)
             print(json.dumps(asdict(result)), flush=True)
@@ -332,6 +415,9 @@ def main() -> None:
 
     meta = {
         "database": args.database, "server": args.server, "workers": args.workers, "duration_s": args.duration,
+        "threads_per_worker": args.threads, "load_average_before": load_before,
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                 text=True).stdout.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "serving": ("uvicorn (uvloop, httptools)" if args.server == "uvicorn" else "gunicorn sync (WSGI)")
                    + ", PREFLAB_MODE=production, "
@@ -339,16 +425,19 @@ def main() -> None:
     }
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"annotation_load_{args.database}_{args.server}.json").write_text(
+    (out / f"annotation_load_{args.database}_{args.server}{args.label}.json").write_text(
         json.dumps({"meta": meta, "levels": [asdict(r) for r in results]}, indent=2)
     )
-    print(f"\n{args.database}, {args.server}, {args.workers} workers, {args.duration:.0f} s per level ({meta['machine']})\n")
-    print("| annotators | judgements/s | next p50/p95/p99 ms | judgement p50/p95/p99 ms | errors | exactly once | dup. leases |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n{args.database}, {args.server}, {args.workers} workers, {args.duration:.0f} s per level ({meta['machine']}),"
+          f" load average before {load_before}\n")
+    print("| annotators | judgements/s | next p50/p95/p99 ms | judgement p50/p95/p99 ms | errors | exactly once "
+          "| dup. leases | CPU ms/judgement server+db+client | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        n, j = r.next_ms, r.judgement_ms
+        n, j, c = r.next_ms, r.judgement_ms, r.cpu_ms_per_judgement
         print(f"| {r.annotators} | {r.judgements_per_s} | {n['p50']}/{n['p95']}/{n['p99']} | "
-              f"{j['p50']}/{j['p95']}/{j['p99']} | {sum(r.errors.values())} | {r.acknowledged_in_db_once} | {r.duplicate_leases} |")
+              f"{j['p50']}/{j['p95']}/{j['p99']} | {sum(r.errors.values())} | {r.acknowledged_in_db_once} | "
+              f"{r.duplicate_leases} | {c['server']}+{c['postgres']}+{c['client']} = {c['total']} | {r.load_average[0]} |")
 
 
 if __name__ == "__main__":

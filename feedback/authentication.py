@@ -38,8 +38,10 @@ def _token_user_sql() -> tuple[str, tuple[str, ...]]:
 def token_user(key: str) -> Any | None:
     """The active-or-not user owning token ``key`` with roles and the simulated flag cached
     on it (one row per group the user is in), or None for an unknown key."""
+    from feedback.services.annotation_sql import hot_cursor
+
     sql, columns = _token_user_sql()
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql, [key])
         rows = cursor.fetchall()
     if not rows:

@@ -35,6 +35,30 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+# Statements run this many times on a pooled connection are prepared: PostgreSQL plans them
+# once. EXPLAIN ANALYZE on the benchmark database: planning the lease statement takes 0.67 ms
+# and running it 0.50 ms; the token and campaign lookups plan in 0.4–0.5 ms and run in 0.06 ms.
+PREPARE_THRESHOLD = 2
+
+
+def hot_cursor() -> Any:
+    """A cursor for the statements in this module. On PostgreSQL it binds parameters on the
+    server, so psycopg can prepare the statement once per connection (Django's own cursors
+    bind on the client and disable preparing, which some ORM queries need); counted and
+    error-wrapped like any Django cursor."""
+    if not _postgres():
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold != PREPARE_THRESHOLD:
+        # Only server-binding cursors prepare, so Django's own queries are unaffected.
+        raw.prepare_threshold = PREPARE_THRESHOLD
+    cursor = ServerBindingCursor(raw)
+    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+
+
 def _dt(value: datetime) -> Any:
     """A datetime as the ORM stores it (SQLite: naive UTC text, which must compare as text)."""
     return connection.ops.adapt_datetimefield_value(value)
@@ -104,7 +128,7 @@ def _campaign_sql(vendor: str) -> tuple[str, list[str]]:
 def campaign_with_may_label(*, campaign_id: int, user: Any) -> Campaign | None:
     """The campaign row with ``may_label`` set (one query), or None when there is none."""
     sql, fields = _campaign_sql(connection.vendor)
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql, [user.pk, user.pk, campaign_id])
         row = cursor.fetchone()
     if row is None:
@@ -134,7 +158,7 @@ def open_lease_ids(*, campaign_id: int, annotator_id: int, exclude_ids: list[int
         f"AND (a.{_qn('holds_slot')} OR p.{_qn('is_open')}){exclude} "
         f"ORDER BY a.{_qn('leased_at')}, a.id LIMIT 8{lock}"
     )
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
 
@@ -149,7 +173,7 @@ def lapsed_leases(*, campaign_id: int, now: datetime, limit: int) -> list[tuple[
         f"WHERE p.{_qn('campaign_id')} = %s AND a.{_qn('completed_at')} IS NULL AND a.{_qn('holds_slot')} "
         f"AND a.{_qn('expires_at')} <= %s ORDER BY a.{_qn('expires_at')} LIMIT %s{lock}"
     )
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql, [campaign_id, _dt(now), limit])
         return [(row[0], row[1]) for row in cursor.fetchall()]
 
@@ -216,7 +240,7 @@ def lease_new_pair(
 ) -> Assignment | None:
     """Take a slot on the first open pair the annotator never had and lease it to them;
     None when no such pair is free. Runs inside the caller's transaction."""
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         if _postgres():
             sql = _lease_sql_postgres(connection.vendor).replace("{skip}", "SKIP LOCKED" if skip_locked else "")
             cursor.execute(
@@ -282,7 +306,7 @@ def lock_assignment(*, assignment_id: int) -> LockedAssignment | None:
         f"c.{_qn('max_overlap')} FROM {t.assignment} a JOIN {t.pair} p ON p.id = a.{_qn('pair_id')} "
         f"JOIN {t.campaign} c ON c.id = p.{_qn('campaign_id')} WHERE a.id = %s{lock}"
     )
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql, [assignment_id])
         row = cursor.fetchone()
     if row is None:
@@ -320,7 +344,7 @@ def record_judgement(
         f"UPDATE {t.assignment} SET {_qn('completed_at')} = %s, {_qn('holds_slot')} = %s WHERE id = %s"
     )
     count = f"UPDATE {t.campaign} SET {_qn('label_count')} = {_qn('label_count')} + 1 WHERE id = %s"
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         if _postgres():
             sql = f"WITH j AS ({insert}), done AS ({complete} RETURNING id)"
             args = params + [_dt(now), True, assignment.id]
