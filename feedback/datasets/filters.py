@@ -8,7 +8,7 @@ was applied (``DatasetFilters.to_json``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 SOURCES = ("all", "human", "simulated")
@@ -117,7 +117,7 @@ def _flag(data: dict[str, Any], name: str, default: bool) -> bool:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _parse_instant(name: str, value: Any) -> datetime | None:

@@ -8,8 +8,9 @@ import logging
 import tempfile
 import threading
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -72,11 +73,14 @@ def snapshot_create(
     return snapshot
 
 
-def _deterministic_zip(target: Path, entries: list[tuple[str, Path]]) -> None:
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+def _deterministic_zip(target: Path, entries: list[tuple[str, Path]], *, deflate: bool = True) -> None:
+    """Sorted entries with fixed times: the same files always make the same bytes.
+    ``deflate=False`` stores already-compressed files (Parquet) as they are."""
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(target, "w", compression=method) as archive:
         for arcname, path in sorted(entries):
             info = zipfile.ZipInfo(arcname, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = method
             info.external_attr = 0o644 << 16
             with path.open("rb") as source, archive.open(info, "w") as sink:
                 while chunk := source.read(1 << 20):
@@ -208,7 +212,7 @@ def snapshot_build(*, snapshot_id: int) -> str:
             # The bundle the importer reads: the manifest and the two tables in one file.
             _deterministic_zip(work / "snapshot.zip", [
                 ("manifest.json", manifest_path), ("pairs.parquet", files["pairs.parquet"]),
-                ("segments.parquet", files["segments.parquet"])])
+                ("segments.parquet", files["segments.parquet"])], deflate=False)
             files["snapshot.zip"] = work / "snapshot.zip"
             records = {}
             for name, path in sorted(files.items()):
@@ -221,7 +225,7 @@ def snapshot_build(*, snapshot_id: int) -> str:
             counts=result.counts, statistics=result.statistics, files=records, finished_at=timezone.now(),
         )
         return DatasetSnapshot.Status.SUCCEEDED
-    except Exception as exc:  # noqa: BLE001 - any failure must end the snapshot as failed, with why
+    except Exception as exc:
         if isinstance(exc, DatasetExportError):
             logger.info("dataset snapshot %s failed: %s", snapshot_id, exc)
         else:

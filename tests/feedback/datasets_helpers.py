@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import Group, User
@@ -12,7 +12,7 @@ from feedback import services
 from feedback.models import Judgement
 from feedback.services.annotation import JudgementInput
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def label(user: Any, campaign: Any, answers: list[str], *, simulated: bool = False,

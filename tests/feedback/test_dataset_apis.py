@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -145,7 +146,7 @@ def test_a_db_worker_builds_the_snapshot_and_reports_progress(
            "PREFLAB_MODE": "test", "PREFLAB_TASKS_BACKEND": "db"}
     worker = subprocess.run(
         [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay", "--interval", "0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert worker.returncode == 0, worker.stdout + worker.stderr
     detail = client.get(created["url"]).json()
     assert detail["status"] == "succeeded", detail["error"]

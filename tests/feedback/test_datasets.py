@@ -10,8 +10,9 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +20,6 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from feedback import services
 from feedback.datasets.filters import DatasetFilterError, DatasetFilters
 from feedback.datasets.importer import DatasetImportError, snapshot_import
 from feedback.datasets.services import snapshot_create
@@ -226,7 +226,7 @@ def test_minari_missing_is_a_clear_error(labelled: Campaign, monkeypatch: pytest
 
 def _imitation_snippet() -> str:
     text = (ROOT / "docs" / "datasets.md").read_text()
-    match = re.search(r"<!-- snippet: imitation -->\s*```python\n(.*?)```", text, re.S)
+    match = re.search(r"<!-- snippet: imitation -->\s*```python\n(.*?)```", text, re.DOTALL)
     assert match, "docs/datasets.md must hold the imitation snippet"
     return match.group(1)
 
@@ -244,7 +244,7 @@ def test_the_documented_imitation_snippet_turns_an_export_into_fragment_pairs(
     assert len(fragments) == len(preferences) == len(rows)
     assert preferences.dtype.name == "float32"
     assert list(preferences) == pytest.approx([r["soft_label"] for r in rows])
-    a, b = fragments[0]
+    a, _b = fragments[0]
     assert a.obs.shape == (a.acts.shape[0] + 1, 3) and a.rews.shape == (a.acts.shape[0],)
 
 
