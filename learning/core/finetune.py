@@ -382,6 +382,20 @@ class EpisodeRecorder:
                     )
                 )
 
+    def flush(self) -> None:
+        """Close every open episode as cut short (not terminated): its steps so far become an
+        :class:`Episode`, so a collection that stops mid-episode loses nothing."""
+        for i in sorted(self._open):
+            steps = self._open.pop(i)
+            self.episodes.append(
+                Episode(
+                    observations=np.stack([s[0] for s in steps]).astype(np.float32),
+                    actions=np.stack([s[1] for s in steps]).astype(np.float32),
+                    rewards=np.asarray([s[2] for s in steps], dtype=np.float64),
+                    terminated=False,
+                )
+            )
+
     def drain(self) -> list[Episode]:
         done, self.episodes = self.episodes, []
         return done

@@ -229,8 +229,8 @@ def cut_segments(
 
 
 def collect_random_episodes(env_id: str, steps: int, *, n_envs: int, seed: int) -> list[Episode]:
-    """Episodes of a uniformly random policy, about ``steps`` env steps in all (finished
-    episodes only)."""
+    """Episodes of a uniformly random policy, about ``steps`` env steps in all; episodes
+    still running at the end are included, cut short (``terminated=False``)."""
     recorder = EpisodeRecorder()
     venv = LearnedRewardVecEnv(make_vec_env(env_id, n_envs, seed=seed), None, recorder=recorder)
     venv.action_space.seed(seed)
@@ -238,6 +238,7 @@ def collect_random_episodes(env_id: str, steps: int, *, n_envs: int, seed: int) 
     for _ in range(math.ceil(steps / n_envs)):
         venv.step(np.stack([venv.action_space.sample() for _ in range(n_envs)]))
     venv.close()
+    recorder.flush()
     return recorder.drain()
 
 
@@ -438,6 +439,7 @@ def preference_loop(
             model, per_round[round_index], callback=callback,
             report_every_steps=finetune_config.report_every_steps, step_offset=env_steps,
         )
+        recorder.flush()  # episodes still running count too (long episodes, short rounds)
         episodes = recorder.drain()
         if stop:
             env_steps += per_round[round_index]

@@ -12,9 +12,10 @@ import torch
 
 from learning.core.bc import BCConfig, bc_loss, behaviour_clone
 from learning.core.callbacks import RecordingCallback
-from learning.core.configs import ConfigError, RewardNetConfig
+from learning.core.configs import ConfigError, RewardNetConfig, RewardTrainingConfig
 from learning.core.finetune import (
     EnsembleReward,
+    Episode,
     EpisodeRecorder,
     FinetuneConfig,
     LearnedRewardVecEnv,
@@ -27,7 +28,10 @@ from learning.core.finetune import (
     relabel_replay_buffer,
     save_policy,
 )
+from learning.core.loop import PreferenceLoopConfig, Segments, cut_segments, preference_loop, select_pairs, teacher_labeler
 from learning.core.nets import RewardEnsemble
+from learning.core.selection import disagreement_scores, sample_candidate_pairs
+from learning.core.teachers import teacher
 from learning.core.rollouts import CheckpointError, collect_episode, make_env, policy_for
 
 torch.set_num_threads(1)
@@ -202,3 +206,68 @@ def test_bc_clones_a_continuous_controller_into_sac() -> None:
     result = behaviour_clone(model, obs, actions, BCConfig(epochs=30, seed=0))
     # The squashed-Gaussian mode moves towards the controller's torques (error at least halved).
     assert result.held_out_mse < 0.6 * float(before["mse"]), (float(before["mse"]), result.held_out_mse)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def test_segments_past_a_termination_are_absorbing() -> None:
+    episode = Episode(
+        observations=np.arange(12, dtype=np.float32).reshape(3, 4) + 1,
+        actions=np.eye(2, dtype=np.float32)[[0, 1, 0]],
+        rewards=np.ones(3),
+        terminated=True,
+    )
+    segments = cut_segments([episode], 5, 3, rng=np.random.default_rng(0))
+    assert segments.observations.shape == (3, 5, 5)  # every start of the 3-step episode
+    for obs, act, rew in zip(segments.observations, segments.actions, segments.rewards):
+        real = int((obs[:, -1] == 0).sum())
+        assert 1 <= real <= 3
+        np.testing.assert_array_equal(obs[real:, :4], 0)  # absorbing: zero observation …
+        np.testing.assert_array_equal(obs[real:, 4], 1)  # … with the flag set
+        np.testing.assert_array_equal(act[real:], 0)
+        assert rew.sum() == real  # the teacher sees the fall as lost reward
+    # A time-limited episode is only cut into whole windows.
+    truncated = replace(episode, terminated=False)
+    assert len(cut_segments([truncated], 5, 3, rng=np.random.default_rng(0))) == 0
+    assert len(cut_segments([truncated], 2, 9, rng=np.random.default_rng(0))) == 2
+
+
+def test_queries_go_to_the_pairs_the_ensemble_disputes() -> None:
+    ensemble = _ensemble(3, 1, members=3)
+    rng = np.random.default_rng(0)
+    segments = Segments(
+        rng.normal(size=(30, 4, 3)).astype(np.float32),
+        rng.normal(size=(30, 4, 1)).astype(np.float32),
+        np.zeros((30, 4)),
+    )
+    chosen = select_pairs(ensemble, segments, 5, candidate_factor=20, rng=np.random.default_rng(1))
+    candidates = sample_candidate_pairs(30, 100, seed=int(np.random.default_rng(1).integers(2**31)))
+    with torch.no_grad():
+        returns = ensemble.segment_returns(torch.as_tensor(segments.observations), torch.as_tensor(segments.actions))
+    scores = disagreement_scores(returns, candidates)
+    chosen_scores = disagreement_scores(returns, chosen)
+    assert chosen.shape == (5, 2)
+    assert float(chosen_scores.min()) >= float(torch.sort(scores, descending=True).values[4].detach()) - 1e-7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_tiny_preference_loop_end_to_end(env_id: str) -> None:
+    recording = RecordingCallback()
+    result = preference_loop(
+        env_id,
+        teacher_labeler(teacher("mistake"), seed=0),
+        PreferenceLoopConfig(total_env_steps=900, total_labels=24, segment_length=10, rounds=3,
+                             initial_steps=300, segments_per_round=40),
+        RewardNetConfig(hidden_sizes=(16,), ensemble_size=3),
+        RewardTrainingConfig(max_epochs=5, device="cpu"),
+        TINY,
+        callback=recording,
+    )
+    assert result.labels_asked == 24 and result.env_steps == 900 and result.stop_reason == "budget"
+    assert [record["round"] for record in result.history] == [0.0, 1.0, 2.0]
+    assert result.history[-1]["labels"] == 24
+    assert result.evaluation is not None and np.isfinite(result.evaluation.mean_return)
+    assert type(result.model).__name__.lower() == ("ppo" if env_id == "CartPole-v1" else "sac")
+    assert any("reward_held_out_accuracy" in m for _, m in recording.history)
