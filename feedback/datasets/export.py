@@ -516,7 +516,7 @@ def export_tables(
     digest = TableDigest(PAIR_SCHEMA)
     pairs_path = workdir / "pairs.parquet"
     jsonl_sink = JsonlSink(workdir / "pairs.jsonl") if jsonl else None
-    writer = pq.ParquetWriter(pairs_path, PAIR_SCHEMA, compression="zstd")
+    writer = pq.ParquetWriter(pairs_path, PAIR_SCHEMA, **parquet_options(PAIR_SCHEMA))
     seen = 0
 
     def emit(table: pa.Table) -> None:
@@ -580,6 +580,46 @@ def _steps(arrays: list[np.ndarray]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32)), inner)
 
 
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """zstd; dictionary encoding and statistics only where they pay: strings get
+    dictionaries (few distinct values), scalars get min/max; arrays of floats get neither."""
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    scalars = [f.name for f in schema if not pa.types.is_list(f.type)]
+    return {"compression": "zstd", "use_dictionary": strings, "write_statistics": scalars}
+
+
+_NPY_HEADER = re.compile(
+    rb"\{'descr': '([<>|][a-z]\d+)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}")
+
+
+def read_npz_fast(name: str) -> dict[str, np.ndarray]:
+    """``load_npz`` without numpy's per-array header parser (``ast.literal_eval``, most of
+    the cost for small arrays): the plain C-order numeric headers numpy writes are matched
+    by a regular expression; anything else falls back to ``load_npz``."""
+    import zipfile
+
+    from django.core.files.storage import default_storage
+
+    out: dict[str, np.ndarray] = {}
+    with default_storage.open(name, "rb") as handle, zipfile.ZipFile(handle) as archive:
+        for info in archive.infolist():
+            data = archive.read(info)
+            if not data.startswith(b"\x93NUMPY"):
+                return load_npz(name)
+            major = data[6]
+            if major == 1:
+                length, start = int.from_bytes(data[8:10], "little"), 10
+            else:
+                length, start = int.from_bytes(data[8:12], "little"), 12
+            match = _NPY_HEADER.match(data, start, start + length)
+            if match is None or match.group(1)[1:2] not in b"fiub":
+                return load_npz(name)
+            shape = tuple(int(x) for x in match.group(2).split(b",") if x.strip())
+            array = np.frombuffer(data, dtype=np.dtype(match.group(1).decode()), offset=start + length)
+            out[info.filename.removesuffix(".npy")] = array.reshape(shape)
+    return out
+
+
 _DTYPE_NAMES: dict[Any, str] = {}
 
 
@@ -598,7 +638,7 @@ def _write_segments(path: Path, table: SegmentTable, digest: TableDigest, *,
     used = table.votes.sum(axis=1) > 0
     positions = {int(sid): i for i, sid in enumerate(table.ids)}
     trajectory_ids = sorted(set(table.trajectory_ids[used].tolist()))
-    writer = pq.ParquetWriter(path, SEGMENT_SCHEMA, compression="zstd")
+    writer = pq.ParquetWriter(path, SEGMENT_SCHEMA, **parquet_options(SEGMENT_SCHEMA))
     buffer: list[dict[str, Any]] = []
     written = 0
 
@@ -630,7 +670,7 @@ def _write_segments(path: Path, table: SegmentTable, digest: TableDigest, *,
             loaded: tuple[int, dict[str, np.ndarray]] | None = None
             for sid, tid, start, end, true_return, arrays_name, env_id, policy, kind, seed, length in rows:
                 if loaded is None or loaded[0] != tid:
-                    loaded = (tid, load_npz(arrays_name))
+                    loaded = (tid, read_npz_fast(arrays_name))
                 arrays = loaded[1]
                 obs = arrays["observations"][start:end]
                 act = arrays["actions"][start:end]
