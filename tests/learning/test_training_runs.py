@@ -609,6 +609,7 @@ def test_the_schema_documents_the_learning_endpoints(
         "/api/v1/learning/runs/{run_id}/cancel/",
         "/api/v1/learning/model-versions/",
         "/api/v1/learning/model-versions/{version_id}/promote/",
+        "/api/v1/learning/campaigns/{campaign_id}/retrain-rule/",
     }
     assert {"201", "400", "403"} <= set(
         schema["paths"]["/api/v1/learning/runs/"]["post"]["responses"]
