@@ -38,16 +38,15 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from learning.core.configs import RewardNetConfig, RewardTrainingConfig  # noqa: E402
-from learning.core.finetune import FinetuneConfig, evaluate_policy  # noqa: E402
-from learning.core.loop import PreferenceLoopConfig, preference_loop, teacher_labeler  # noqa: E402
-from learning.core.teachers import teacher  # noqa: E402
+from learning.core.configs import RewardNetConfig, RewardTrainingConfig
+from learning.core.finetune import FinetuneConfig, evaluate_policy
+from learning.core.loop import PreferenceLoopConfig, preference_loop, teacher_labeler
+from learning.core.teachers import teacher
 
 ENVS = ("Pendulum-v1", "CartPole-v1")
 TEACHERS = ("oracle", "mistake")
@@ -67,14 +66,15 @@ FINETUNE = FinetuneConfig(algo="auto", n_envs=8, n_steps=128, eval_episodes=EVAL
 
 # rl-zoo3's PPO hyperparameters (hyperparams/ppo.yml) for the true-reward reference.
 ZOO_PPO: dict[str, dict[str, Any]] = {
-    "Pendulum-v1": dict(
-        n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
-        learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4,
-    ),
-    "CartPole-v1": dict(
-        n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-        ent_coef=0.0, learning_rate="lin_0.001", clip_range="lin_0.2",
-    ),
+    "Pendulum-v1": {
+        "n_envs": 4, "n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10,
+        "ent_coef": 0.0, "learning_rate": 1e-3, "clip_range": 0.2, "use_sde": True,
+        "sde_sample_freq": 4,
+    },
+    "CartPole-v1": {
+        "n_envs": 8, "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98,
+        "n_epochs": 20, "ent_coef": 0.0, "learning_rate": "lin_0.001", "clip_range": "lin_0.2",
+    },
 }
 
 
@@ -137,7 +137,11 @@ def run_preference(env_id: str, teacher_name: str, seed: int, loop: PreferenceLo
 
 def run_adversarial(env_id: str, method: str, seed: int, steps: int) -> dict[str, Any]:
     torch.set_num_threads(1)
-    from learning.core.adversarial import AdversarialConfig, demonstrations_from_expert, train_adversarial
+    from learning.core.adversarial import (
+        AdversarialConfig,
+        demonstrations_from_expert,
+        train_adversarial,
+    )
     from learning.core.bc import BCConfig, behaviour_clone
     from learning.core.finetune import build_model, make_vec_env
 

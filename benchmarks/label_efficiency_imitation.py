@@ -79,10 +79,10 @@ def run(env_id: str, teacher: str, seed: int, steps: int, comparisons: int, leng
     )
     agent = PPO(
         policy=FeedForward32Policy,
-        policy_kwargs=dict(
-            features_extractor_class=NormalizeFeaturesExtractor,
-            features_extractor_kwargs=dict(normalize_class=RunningNorm),
-        ),
+        policy_kwargs={
+            "features_extractor_class": NormalizeFeaturesExtractor,
+            "features_extractor_kwargs": {"normalize_class": RunningNorm},
+        },
         env=venv, seed=seed, n_steps=2048 // venv.num_envs, batch_size=64, ent_coef=0.01,
         learning_rate=2e-3, clip_range=0.1, gae_lambda=0.95, gamma=0.97, n_epochs=10, device="cpu",
     )

@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -50,7 +49,6 @@ from learning.core.finetune import (
     EvaluationResult,
     FinetuneConfig,
     LearnedRewardVecEnv,
-    act_dim_of,
     build_model,
     evaluate_policy,
     make_vec_env,
@@ -362,10 +360,6 @@ def preference_loop(
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     schedule = _label_schedule(config)
-    probe = gym.make(env_id)
-    action_space = probe.action_space
-    probe.close()
-    act_dim = act_dim_of(action_space)
 
     labelled: list[Segments] = []  # two segments per asked pair, in pair order
     answers: list[float | None] = []

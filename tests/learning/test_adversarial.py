@@ -23,7 +23,13 @@ from learning.core.adversarial import (
 )
 from learning.core.callbacks import RecordingCallback
 from learning.core.configs import ConfigError
-from learning.core.finetune import Episode, FinetuneConfig, LearnedRewardVecEnv, build_model, make_vec_env
+from learning.core.finetune import (
+    Episode,
+    FinetuneConfig,
+    LearnedRewardVecEnv,
+    build_model,
+    make_vec_env,
+)
 
 torch.set_num_threads(1)
 
@@ -73,7 +79,7 @@ def test_airl_is_reward_plus_potential_shaping() -> None:
     discriminator = Discriminator(config, 3, 2)
     obs, act, nxt = torch.randn(5, 3), torch.randn(5, 2), torch.randn(5, 3)
     g = discriminator.g(torch.cat([obs, act], -1)).squeeze(-1)
-    h = lambda x: discriminator.h(x).squeeze(-1)  # noqa: E731
+    h = lambda x: discriminator.h(x).squeeze(-1)
     torch.testing.assert_close(discriminator.f(obs, act, nxt), g + 0.9 * h(nxt) - h(obs))
     log_pi = torch.randn(5)
     torch.testing.assert_close(discriminator.logits(obs, act, nxt, log_pi), g + 0.9 * h(nxt) - h(obs) - log_pi)
@@ -103,7 +109,11 @@ def test_expert_clips_become_transitions() -> None:
     assert len(segment_transitions(demos)) == 10 * 49
 
 
-@pytest.mark.parametrize(("kind", "algo", "env_id"), [("gail", "ppo", "CartPole-v1"), ("airl", "sac", "Pendulum-v1"), ("airl", "ppo", "CartPole-v1")])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "algo", "env_id"),
+    [("gail", "ppo", "CartPole-v1"), ("airl", "sac", "Pendulum-v1"), ("airl", "ppo", "CartPole-v1")],
+)
 def test_tiny_adversarial_run_end_to_end(kind: str, algo: str, env_id: str) -> None:
     demos = demonstrations_from_expert(env_id, episodes=1, segment_length=50)
     undesirable = demonstrations_from_expert(env_id, episodes=1, segment_length=50, seed=1)  # stand-in clips

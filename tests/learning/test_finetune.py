@@ -28,11 +28,18 @@ from learning.core.finetune import (
     relabel_replay_buffer,
     save_policy,
 )
-from learning.core.loop import PreferenceLoopConfig, Segments, cut_segments, preference_loop, select_pairs, teacher_labeler
+from learning.core.loop import (
+    PreferenceLoopConfig,
+    Segments,
+    cut_segments,
+    preference_loop,
+    select_pairs,
+    teacher_labeler,
+)
 from learning.core.nets import RewardEnsemble
+from learning.core.rollouts import CheckpointError, collect_episode, make_env, policy_for
 from learning.core.selection import disagreement_scores, sample_candidate_pairs
 from learning.core.teachers import teacher
-from learning.core.rollouts import CheckpointError, collect_episode, make_env, policy_for
 
 torch.set_num_threads(1)
 
