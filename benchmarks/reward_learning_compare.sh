@@ -9,6 +9,9 @@
 #   python3.11 -m venv /tmp/imitation-venv
 #   /tmp/imitation-venv/bin/pip install torch==2.13.0 imitation==1.0.1   # CPU torch wheel
 # Writes benchmarks/results/reward_learning_{preflab,imitation,compare}.json.
+# On a busy shared machine (imitation's full runs then take over an hour, and the load drifts
+# between the two sides) see benchmarks/reward_learning_paired.py: accuracy from full runs,
+# speed from PrefLab runs before and after a short imitation timing on the same pool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFLAB_PYTHON=${PREFLAB_PYTHON:-.venv/bin/python}

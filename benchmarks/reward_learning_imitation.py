@@ -22,8 +22,9 @@ trained by ``BasicRewardTrainer`` with ``CrossEntropyRewardLoss`` and its defaul
 lr 1e-3, batch 32 pairs) on all ``budget`` labelled pairs. imitation has no early stopping; the
 number of epochs is ``--epochs`` (default 200 = ``BasicRewardTrainer``'s ``epochs=1`` times
 ``PreferenceComparisons``' ``initial_epoch_multiplier=200``, which is what imitation does with
-comparisons that are all available up front). Timed: ``BasicRewardTrainer.train`` only
-(building the trajectory objects and evaluating are not counted).
+comparisons that are all available up front). Timed (wall and CPU): ``BasicRewardTrainer.train``
+only (building the trajectory objects and evaluating are not counted), after one untimed
+one-epoch warm-up run, as on PrefLab's side.
 """
 
 from __future__ import annotations
@@ -135,29 +136,40 @@ def main() -> None:
     segments = fragments(pool)
 
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as log_dir:
-        for budget in args.budgets:
+
+        def make_trainer(seed: int) -> tuple[BasicRewardNet, pc.BasicRewardTrainer]:
+            torch.manual_seed(seed)
+            net = BasicRewardNet(observation_space, action_space, hid_sizes=tuple(args.hidden))
+            trainer = pc.BasicRewardTrainer(
+                pc.PreferenceModel(net),
+                pc.CrossEntropyRewardLoss(),
+                rng=np.random.default_rng(seed),
+                batch_size=args.batch_size,
+                epochs=1,
+                lr=args.lr,
+                custom_logger=imit_logger.configure(log_dir, format_strs=[]),
+            )
+            return net, trainer
+
+        def preference_dataset(budget: int) -> pc.PreferenceDataset:
             pairs, labels = train_pairs_all[:budget], train_labels_all[:budget]
+            dataset = pc.PreferenceDataset()
+            dataset.push([(segments[a], segments[b]) for a, b in pairs], labels.astype(np.float32))
+            return dataset
+
+        _, warm_up = make_trainer(0)  # untimed: one-off costs of the first training call
+        warm_up.train(preference_dataset(min(args.budgets)), epoch_multiplier=1.0)
+        for budget in args.budgets:
+            pairs = train_pairs_all[:budget]
             for seed in range(args.seeds):
-                torch.manual_seed(seed)
-                rng = np.random.default_rng(seed)
-                dataset = pc.PreferenceDataset()
-                dataset.push(
-                    [(segments[a], segments[b]) for a, b in pairs], labels.astype(np.float32)
-                )
-                net = BasicRewardNet(observation_space, action_space, hid_sizes=tuple(args.hidden))
-                trainer = pc.BasicRewardTrainer(
-                    pc.PreferenceModel(net),
-                    pc.CrossEntropyRewardLoss(),
-                    rng=rng,
-                    batch_size=args.batch_size,
-                    epochs=1,
-                    lr=args.lr,
-                    custom_logger=imit_logger.configure(log_dir, format_strs=[]),
-                )
-                started = time.perf_counter()
+                dataset = preference_dataset(budget)
+                net, trainer = make_trainer(seed)
+                started, cpu_started = time.perf_counter(), time.process_time()
                 trainer.train(dataset, epoch_multiplier=float(args.epochs))
                 wall = time.perf_counter() - started
+                cpu = time.process_time() - cpu_started
                 predicted = predicted_returns(net, pool)
                 rows.append(
                     {
@@ -166,6 +178,7 @@ def main() -> None:
                         "test_accuracy": accuracy(predicted, test_pairs, test_labels),
                         "pearson": pearson(predicted, true_returns),
                         "wall_time_s": wall,
+                        "cpu_time_s": cpu,
                         "epochs": args.epochs,
                         "train_pairs": len(pairs),
                         "pair_epochs_per_s": args.epochs * len(pairs) / wall,
@@ -183,6 +196,7 @@ def main() -> None:
                 "test_accuracy_min": min(r["test_accuracy"] for r in group),
                 "pearson": statistics.mean(r["pearson"] for r in group),
                 "wall_time_s": statistics.mean(r["wall_time_s"] for r in group),
+                "cpu_time_s": statistics.mean(r["cpu_time_s"] for r in group),
                 "epochs": args.epochs,
                 "pair_epochs_per_s": statistics.mean(r["pair_epochs_per_s"] for r in group),
             }
@@ -196,6 +210,8 @@ def main() -> None:
             "imitation": imitation.__version__,
             "gymnasium": gym.__version__,
             "threads": torch.get_num_threads(),
+            "load_average_1_5_15_before": load_before,
+            "load_average_1_5_15_after": os.getloadavg(),
         },
         "settings": {
             **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -98,6 +98,12 @@ class RewardTrainingConfig(_ConfigBase):
     """Fraction of the pairs kept out of training for early stopping and metrics (the split is
     by pair, drawn with ``seed``). 0 trains on everything and reports no held-out metrics."""
 
+    min_held_out_pairs: int = 20
+    """Early stopping and best-epoch selection need at least this many held-out pairs. With
+    fewer (a new campaign's first few dozen labels) the held-out loss is noise that would stop
+    training at a random epoch, so training runs all ``max_epochs`` and keeps the last epoch's
+    weights; the held-out pairs are still reported. 0 lets any split steer training."""
+
     random_response: float = 0.1
     """ε: the probability that the annotator answered uniformly at random, so
     P(A≻B) = (1−ε)·σ(R_A−R_B) + ε/2 (Christiano et al. 2017 assume 0.1). 0 is plain
@@ -147,6 +153,10 @@ class RewardTrainingConfig(_ConfigBase):
             (self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}"),
             (self.max_epochs >= 1, f"max_epochs must be ≥ 1, got {self.max_epochs}"),
             (self.patience >= 0, f"patience must be ≥ 0, got {self.patience}"),
+            (
+                self.min_held_out_pairs >= 0,
+                f"min_held_out_pairs must be ≥ 0, got {self.min_held_out_pairs}",
+            ),
             (
                 0 <= self.held_out_fraction < 1,
                 f"held_out_fraction must be in [0, 1), got {self.held_out_fraction}",

@@ -11,9 +11,10 @@ Recipe (Christiano et al. 2017, §2.2.3; the ensemble is trained as one batched 
 4. After each epoch: held-out loss and accuracy; keep the best epoch's weights; stop after
    ``patience`` epochs without improvement, or when the callback says stop; otherwise hand a
    :class:`TrainingState` to the callback's ``on_checkpoint`` (when it has one), from which a
-   later call continues exactly where this one was (``start=``).
-5. Restore the best weights, standardise the output, compute held-out accuracy, ECE and the
-   correlation with the true return.
+   later call continues exactly where this one was (``start=``). A held-out split smaller than
+   ``min_held_out_pairs`` is only reported: it neither stops training nor picks the epoch.
+5. Restore the best weights (the last epoch's when the split does not steer), standardise
+   the output, compute held-out accuracy, ECE and the correlation with the true return.
 
 Data parallel: when ``torch.distributed`` is initialised (under ``torchrun``, see
 :mod:`learning.core.distributed`), every rank holds the whole dataset and draws the same
@@ -301,6 +302,9 @@ def train_reward_model(
     train_index, held_index = data.split(cfg.held_out_fraction, seed=cfg.seed)
     if train_index.numel() == 0:
         raise ValueError("No preference pairs to train on.")
+    # On a few held-out pairs the loss jumps by whole pairs: early stopping on it stops at a
+    # random epoch (10 pairs stopped a 50-label run at epoch 22, test accuracy 0.83 vs 0.89).
+    steering = held_index.numel() > 0 and held_index.numel() >= cfg.min_held_out_pairs
 
     # 2. Model, input statistics, optimiser.
     ensemble = RewardEnsemble(net_config, data.obs_shape, data.act_dim, generator=generator).to(
@@ -452,12 +456,11 @@ def train_reward_model(
                 )
                 dist.broadcast(values, src=0)
                 record["held_out_loss"], record["held_out_accuracy"] = values.tolist()
-            score = record["held_out_loss"]
-        else:
-            score = -float(epoch)  # no held-out data: the latest epoch is the best
         history.append(record)
-        if score < best_loss - 1e-7:
-            best_loss, best_epoch, bad_epochs = score, epoch, 0
+        if not steering:
+            best_epoch = epoch  # nothing to select by: the last epoch's weights are the result
+        elif record["held_out_loss"] < best_loss - 1e-7:
+            best_loss, best_epoch, bad_epochs = record["held_out_loss"], epoch, 0
             best_state = {k: v.detach().clone() for k, v in ensemble.state_dict().items()}
         else:
             bad_epochs += 1
@@ -468,7 +471,7 @@ def train_reward_model(
         if _agree(wants_stop, device, world):
             stop_reason = "callback"
             break
-        if cfg.patience and held_index.numel() and bad_epochs >= cfg.patience:
+        if cfg.patience and steering and bad_epochs >= cfg.patience:
             stop_reason = "early_stopping"
             break
         if checkpointer is not None and rank == 0:
@@ -492,7 +495,7 @@ def train_reward_model(
             )
 
     # 5. Best weights, output normalisation, final metrics.
-    if best_state is not None:
+    if steering and best_state is not None:
         ensemble.load_state_dict(best_state)
     ensemble.eval()
     held_loss = held_accuracy = held_ece = corr_p = corr_s = math.nan

@@ -15,7 +15,7 @@ from learning.core.checkpoints import (
     save_reward_model,
     save_training_state,
 )
-from learning.core.configs import RewardNetConfig, RewardTrainingConfig
+from learning.core.configs import ConfigError, RewardNetConfig, RewardTrainingConfig
 from learning.core.data import PreferenceDataError, PreferenceDataset
 from learning.core.nets import RewardEnsemble
 from learning.core.reward_learning import ResumeMismatch, TrainingState, train_reward_model
@@ -159,6 +159,36 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     losses = [row["held_out_loss"] for row in result.history]
     assert result.best_epoch == losses.index(min(losses)) + 1
     assert result.held_out_loss == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_a_held_out_split_too_small_to_trust_is_reported_but_does_not_steer() -> None:
+    # 40 pairs: 8 held out, fewer than min_held_out_pairs = 20. With patience 1 and a high lr
+    # the held-out loss would stop training within a few epochs if it were allowed to.
+    dataset = linear_reward_dataset(segments=30, pairs=40)
+    config = RewardTrainingConfig(lr=3e-2, max_epochs=12, patience=1, random_response=0.0)
+    assert config.min_held_out_pairs == 20
+
+    steered_model, steered = train_reward_model(
+        dataset, SMALL_NET, replace(config, min_held_out_pairs=0)
+    )
+    model, result = train_reward_model(dataset, SMALL_NET, config)
+
+    assert steered.stop_reason == "early_stopping" and steered.epochs < 12
+    assert result.stop_reason == "max_epochs" and result.epochs == result.best_epoch == 12
+    # Still held out and reported, every epoch and at the end.
+    assert result.num_train_pairs == 32 and result.num_held_out_pairs == 8
+    assert all("held_out_loss" in row for row in result.history)
+    assert 0.0 <= result.held_out_accuracy <= 1.0
+    # The result is the last epoch's weights, not the lowest held-out loss's.
+    losses = [row["held_out_loss"] for row in result.history]
+    assert losses.index(min(losses)) + 1 < 12
+    assert result.held_out_loss == pytest.approx(losses[-1], rel=1e-4)
+    assert not torch.equal(model.layers[0].weight, steered_model.layers[0].weight)
+
+
+def test_min_held_out_pairs_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="min_held_out_pairs must be ≥ 0"):
+        RewardTrainingConfig(min_held_out_pairs=-1)
 
 
 def test_desirability_labels_put_desirable_clips_above_zero() -> None:
