@@ -278,3 +278,21 @@ def test_tiny_preference_loop_end_to_end(env_id: str) -> None:
     assert result.evaluation is not None and np.isfinite(result.evaluation.mean_return)
     assert type(result.model).__name__.lower() == ("ppo" if env_id == "CartPole-v1" else "sac")
     assert any("reward_held_out_accuracy" in m for _, m in recording.history)
+
+
+def test_finetune_starts_from_an_imported_sb3_checkpoint(tmp_path: Path) -> None:
+    model = build_model(replace(TINY, algo="ppo"), make_vec_env("CartPole-v1", 1, seed=0))
+    obs, actions, _ = _demonstrations("CartPole-v1", 2, 200)
+    behaviour_clone(model, obs, actions, BCConfig(epochs=10))
+    cloned = model.predict(obs, deterministic=True)[0]
+    model.save(tmp_path / "bc.zip")  # one env; fine-tuning runs two
+    result = finetune_policy(
+        replace(TINY, algo="ppo", total_steps=128, eval_episodes=0), "CartPole-v1", None,
+        init=tmp_path / "bc.zip",
+    )
+    # One small PPO update from the cloned weights: it still acts as the clone almost everywhere,
+    # where a fresh policy would agree about half the time.
+    agreement = (result.model.predict(obs, deterministic=True)[0] == cloned).mean()
+    assert result.env_steps == 128 and agreement > 0.9
+    with pytest.raises(CheckpointError, match="does not exist"):
+        finetune_policy(replace(TINY, algo="ppo"), "CartPole-v1", None, init=tmp_path / "missing.zip")

@@ -30,6 +30,7 @@ from learning.core.finetune import (
     LearnedRewardVecEnv,
     act_dim_of,
     algo_name,
+    attach_env,
     build_model,
     evaluate_policy,
     make_vec_env,
@@ -182,8 +183,7 @@ def train_adversarial(
     if init is None:
         model = build_model(finetune_config, venv)
     else:
-        model = init
-        model.set_env(venv)
+        model = attach_env(init, venv, seed=finetune_config.seed)
     if config.kind == "airl" and algo_name(model) == "dqn":
         raise ConfigError("AIRL needs a stochastic policy (ppo, a2c or sac), not dqn; use gail.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = [
     "EvaluationResult",
     "FinetuneResult",
     "algo_name",
+    "attach_env",
     "build_model",
     "evaluate_policy",
     "finetune_policy",
@@ -136,6 +138,23 @@ def _sb3_callback(callback: TrainingCallback | None, every: int, offset: int) ->
             self._start = self.model.num_timesteps
 
     return _Bridge()
+
+
+def attach_env(model: Any, venv: Any, *, seed: int) -> Any:
+    """``model`` (an SB3 model: BC-initialised, loaded, or from an earlier run) on ``venv``,
+    seeded. SB3's ``set_env`` refuses a different number of envs (on-policy buffers are sized
+    by it), so then the model is round-tripped through an in-memory save and loaded onto
+    ``venv``, which keeps its weights and hyperparameters. Returns the model to train (possibly
+    a new object)."""
+    if model.n_envs == venv.num_envs:
+        model.set_env(venv)
+    else:
+        buffer = io.BytesIO()
+        model.save(buffer)
+        buffer.seek(0)
+        model = type(model).load(buffer, env=venv, device=model.device)
+    model.set_random_seed(seed)
+    return model
 
 
 def train_policy(
@@ -279,9 +298,7 @@ def finetune_policy(
                 init = load_sb3_policy(init, algo=algo, env=probe).model
             finally:
                 probe.close()
-        model = init
-        model.set_env(venv)
-        model.set_random_seed(config.seed)
+        model = attach_env(init, venv, seed=config.seed)
     stopped, true_returns = train_policy(
         model, config.total_steps, callback=callback, report_every_steps=config.report_every_steps
     )
