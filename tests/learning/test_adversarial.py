@@ -13,11 +13,14 @@ from learning.core.adversarial import (
     AdversarialConfig,
     AdversarialReward,
     Discriminator,
+    DiscriminatorCheckpointError,
     Transitions,
     demonstrations_from_expert,
     discriminator_step,
     episode_transitions,
     gradient_penalty,
+    load_discriminator,
+    save_discriminator,
     segment_transitions,
     train_adversarial,
 )
@@ -140,3 +143,16 @@ def test_airl_with_dqn_is_a_config_error() -> None:
         train_adversarial("CartPole-v1", demos, None, AdversarialConfig(kind="airl", total_env_steps=10), replace(TINY, algo="dqn"))
     with pytest.raises(ConfigError, match="kind must be one of"):
         AdversarialConfig(kind="wail")
+
+
+def test_discriminator_checkpoint_round_trip_with_weights_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    discriminator = Discriminator(AdversarialConfig(kind="airl", hidden_sizes=(8,)), 5, 2)
+    discriminator.fit_normalisation(torch.randn(50, 5) * 3, torch.randn(50, 2))
+    save_discriminator(tmp_path / "d.pt", discriminator, extra={"env_id": "CartPole-v1"})
+    loaded, extra = load_discriminator(tmp_path / "d.pt")
+    obs, act, nxt = torch.randn(6, 5), torch.randn(6, 2), torch.randn(6, 5)
+    torch.testing.assert_close(loaded.f(obs, act, nxt), discriminator.f(obs, act, nxt))
+    assert extra == {"env_id": "CartPole-v1"} and loaded.kind == "airl"
+    (tmp_path / "x.pt").write_bytes(b"junk")
+    with pytest.raises(DiscriminatorCheckpointError, match="x.pt"):
+        load_discriminator(tmp_path / "x.pt")

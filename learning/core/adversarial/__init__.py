@@ -27,6 +27,12 @@ The training recipe (:func:`train_adversarial`) alternates two named steps:
 of them per round), then rewrites the reward in the replay buffer of an off-policy learner.
 """
 
+from learning.core.adversarial.checkpoints import (
+    DISCRIMINATOR_CHECKPOINT_FORMAT,
+    DiscriminatorCheckpointError,
+    load_discriminator,
+    save_discriminator,
+)
 from learning.core.adversarial.config import ADVERSARIAL_KINDS, AdversarialConfig
 from learning.core.adversarial.data import (
     Transitions,
@@ -50,10 +56,12 @@ from learning.core.adversarial.training import (
 
 __all__ = [
     "ADVERSARIAL_KINDS",
+    "DISCRIMINATOR_CHECKPOINT_FORMAT",
     "AdversarialConfig",
     "AdversarialResult",
     "AdversarialReward",
     "Discriminator",
+    "DiscriminatorCheckpointError",
     "Transitions",
     "demonstrations_from_expert",
     "discriminator_loss",
@@ -61,7 +69,9 @@ __all__ = [
     "episode_transitions",
     "generator_step",
     "gradient_penalty",
+    "load_discriminator",
     "policy_log_prob",
+    "save_discriminator",
     "segment_transitions",
     "train_adversarial",
 ]
