@@ -186,6 +186,7 @@ def test_schema_documents_every_v1_endpoint(api_client_for: Callable[..., Any], 
         "/api/v1/campaigns/{campaign_id}/stats/", "/api/v1/campaigns/{campaign_id}/pairs/",
         "/api/v1/campaigns/{campaign_id}/exclusions/", "/api/v1/pairs/{pair_id}/",
         "/api/v1/campaigns/{campaign_id}/practice/", "/api/v1/campaigns/{campaign_id}/practice/{pair_id}/",
+        "/api/v1/datasets/", "/api/v1/datasets/{snapshot_id}/", "/api/v1/datasets/{snapshot_id}/files/{name}",
     }
     judgement = schema["paths"]["/api/v1/assignments/{assignment_id}/judgement/"]["post"]
     assert {"200", "201", "400", "403", "404", "409", "410"} <= set(judgement["responses"])
