@@ -57,7 +57,8 @@ class DatasetListApi(APIView):
             child=serializers.ChoiceField(choices=FORMATS), required=False, default=["parquet"], max_length=4
         )
 
-    @extend_schema(responses={200: OpenApiResponse(description="Snapshots, newest first."), 403: ProblemSerializer})
+    @extend_schema(operation_id="v1_datasets_list",
+                   responses={200: OpenApiResponse(description="Snapshots, newest first."), 403: ProblemSerializer})
     def get(self, request: Request) -> Response:
         campaign = request.query_params.get("campaign")
         try:
