@@ -47,6 +47,9 @@ class OneHopASGIHandler(ASGIHandler):
         self._executor = ThreadPoolExecutor(
             max_workers=env_int("PREFLAB_ASGI_THREADS", 8, minimum=1), thread_name_prefix="preflab-http"
         )
+        # Made once: building the wrapper inspects the function each time. Through asgiref
+        # (not run_in_executor) so that async_to_sync in the thread finds this event loop.
+        self._respond_async = sync_to_async(self._respond, thread_sensitive=False, executor=self._executor)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and ONE_HOP_PATHS.match(scope["path"]):
@@ -59,8 +62,7 @@ class OneHopASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        run = sync_to_async(self._respond, thread_sensitive=False, executor=self._executor)
-        response = await run(scope, body_file)
+        response = await self._respond_async(scope, body_file)
         await self.send_response(response, send)
 
     def _respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
