@@ -137,7 +137,7 @@ def load(scale: float) -> dict[str, float]:
             "judgements": judgements, "pairs": pairs, "segments": segments, "trajectories": trajectories}
 
 
-def measure() -> None:
+def measure(formats: list[str]) -> None:
     """Runs in its own process, so getrusage's peak is this export's (plus Django's start-up)."""
     import django
 
@@ -153,7 +153,7 @@ def measure() -> None:
     campaign = Campaign.objects.get(name="bench")
     started = time.perf_counter()
     snapshot = snapshot_create(name="bench", filters=DatasetFilters(campaign_ids=(campaign.pk,)),
-                               formats=["parquet"], background=False)
+                               formats=formats, background=False)
     elapsed = time.perf_counter() - started
     assert snapshot.status == "succeeded", snapshot.error
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -169,6 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--formats", default="parquet",
+                        help="comma-separated formats to write (parquet, jsonl, hf); the target is parquet")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -176,7 +178,7 @@ def main() -> None:
         print(json.dumps(load(args.scale)))
         return
     if args.measure:
-        measure()
+        measure(args.formats.split(","))
         return
     loaded: dict[str, float] = {}
     if not args.skip_load:
@@ -185,13 +187,15 @@ def main() -> None:
             [sys.executable, __file__, "--load", "--scale", str(args.scale)],
             cwd=ROOT, env=_env(), check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         print("loaded:", loaded, flush=True)
-    run = subprocess.run([sys.executable, __file__, "--measure"], cwd=ROOT, env=_env(), check=True,
+    run = subprocess.run([sys.executable, __file__, "--measure", "--formats", args.formats], cwd=ROOT, env=_env(), check=True,
                          capture_output=True, text=True)
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    result.update({"scale": args.scale, "load": loaded, "machine": {
+    result.update({"scale": args.scale, "formats": args.formats, "load": loaded, "machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2)}})
     suffix = "" if args.scale == 1.0 else f"_{args.scale:g}"
+    if args.formats != "parquet":
+        suffix += "_" + args.formats.replace(",", "_")
     out = ROOT / "benchmarks" / "results" / f"dataset_export{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

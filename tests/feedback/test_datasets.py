@@ -390,3 +390,16 @@ def test_management_commands_export_and_import(labelled: Campaign, tmp_path: Pat
     assert "Already imported" in out.getvalue()
     with pytest.raises(CommandError, match="does not exist"):
         call_command("import_dataset", str(tmp_path / "missing.zip"))
+
+
+def test_export_dataset_can_queue_the_job_for_a_worker(
+    labelled: Campaign, django_capture_on_commit_callbacks: Any,
+) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("export_dataset", "--campaign", str(labelled.pk), "--background", stdout=out)
+    snapshot = DatasetSnapshot.objects.get()
+    assert snapshot.status == "queued" and f"Snapshot {snapshot.pk} queued" in out.getvalue()
+    assert DBTaskResult.objects.filter(status="READY").count() == 1
