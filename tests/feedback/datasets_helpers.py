@@ -29,7 +29,7 @@ def label(user: Any, campaign: Any, answers: list[str], *, simulated: bool = Fal
             answer=JudgementInput(answer, "desirable", "desirable" if index % 3 else "undesirable",
                                   confidence=0.25 * (index % 4), elapsed_ms=2000 + index),
         )
-        when = T0 + timedelta(days=day, minutes=len(out) + 10 * user.pk)
+        when = T0 + timedelta(days=day, minutes=index)
         Judgement.objects.filter(pk=judgement.pk).update(created_at=when)
         out.append(judgement)
     return out
