@@ -417,7 +417,7 @@ def main() -> None:
         "database": args.database, "server": args.server, "workers": args.workers, "duration_s": args.duration,
         "threads_per_worker": args.threads, "load_average_before": load_before,
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip(),
+                                 text=True, check=False).stdout.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "serving": ("uvicorn (uvloop, httptools)" if args.server == "uvicorn" else "gunicorn sync (WSGI)")
                    + ", PREFLAB_MODE=production, "

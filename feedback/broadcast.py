@@ -19,8 +19,8 @@ import os
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
-from django.db import connection
 from channels.layers import get_channel_layer
+from django.db import connection
 
 from feedback.models import Campaign
 

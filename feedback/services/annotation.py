@@ -30,18 +30,19 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from feedback.broadcast import campaign_progress_soon
-from feedback.services import annotation_sql as sql
-from feedback.roles import can_label, is_admin
 from feedback.models import Assignment, Campaign, Judgement, Pair
+from feedback.roles import can_label, is_admin
+from feedback.services import annotation_sql as sql
 
 MAX_LEASE_ATTEMPTS = 8
 RECLAIM_BATCH = 200  # lapsed leases given back per call
