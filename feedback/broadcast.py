@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
@@ -62,10 +63,10 @@ def campaign_event_send(*, campaign_id: int, event: str, extra: dict[str, Any] |
 
 PROGRESS_COALESCE_S = 0.1
 
-# Campaigns with a progress event due, and whether a flush is scheduled: touched only on the
-# server's event loop thread (call_soon_threadsafe), so no lock is needed.
-_due: set[int] = set()
-_flush_scheduled = False
+# Per event loop, the campaigns with a progress event due; a loop has an entry exactly while
+# its flush is scheduled. Touched only on that loop's thread (call_soon_threadsafe), so no
+# lock; keyed weakly so a loop that closes with a flush pending (tests) leaves nothing behind.
+_due: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[int]] = weakref.WeakKeyDictionary()
 
 
 def _server_loop() -> asyncio.AbstractEventLoop | None:
@@ -89,11 +90,11 @@ def campaign_progress_soon(*, campaign_id: int) -> None:
 
 
 def _mark_due(campaign_id: int) -> None:
-    global _flush_scheduled
-    _due.add(campaign_id)
-    if not _flush_scheduled:
-        _flush_scheduled = True
-        asyncio.get_running_loop().call_later(PROGRESS_COALESCE_S, lambda: asyncio.ensure_future(_flush()))
+    loop = asyncio.get_running_loop()
+    if loop not in _due:
+        _due[loop] = set()
+        loop.call_later(PROGRESS_COALESCE_S, lambda: asyncio.ensure_future(_flush()))
+    _due[loop].add(campaign_id)
 
 
 def _progress_in_pool_thread(campaign_id: int) -> dict[str, Any]:
@@ -106,10 +107,7 @@ def _progress_in_pool_thread(campaign_id: int) -> dict[str, Any]:
 
 
 async def _flush() -> None:
-    global _flush_scheduled
-    _flush_scheduled = False
-    due = sorted(_due)
-    _due.clear()
+    due = sorted(_due.pop(asyncio.get_running_loop(), set()))
     layer = get_channel_layer()
     if layer is None:
         return

@@ -81,3 +81,33 @@ async def test_queued_pairs_and_judgements_are_pushed_after_commit(
     assert progress == {"event": "progress", "campaign_id": campaign.pk, "pair_count": 5,
                         "labels_wanted": 5, "label_count": 1}
     await communicator.disconnect()
+
+
+async def test_progress_after_a_burst_of_judgements_is_coalesced_and_ends_on_the_final_count(
+    layer: str, make_campaign: Any, annotator: Any
+) -> None:
+    """In a server, judgements committed close together yield fewer "progress" events than
+    judgements, and the last event carries the count after all of them."""
+    import asyncio
+
+    from feedback import services
+
+    campaign = await sync_to_async(make_campaign)(n_trajectories=4, pairs=4)
+    communicator = await ws_connect(f"/ws/campaigns/{campaign.pk}/", annotator)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from(timeout=5)  # the progress sent on connect
+
+    def answer_all() -> None:
+        answer = services.JudgementInput(preference="left", left_desirability="unsure", right_desirability="unsure")
+        while (assignment := services.assignment_lease_next(campaign=campaign, annotator=annotator)) is not None:
+            services.judgement_record(assignment_id=assignment.pk, annotator=annotator, answer=answer)
+
+    await sync_to_async(answer_all)()
+    events = [await communicator.receive_json_from(timeout=5)]
+    while events[-1]["label_count"] < 4:
+        events.append(await communicator.receive_json_from(timeout=5))
+    await asyncio.sleep(0.3)  # nothing else is on its way
+    assert await communicator.receive_nothing(timeout=0.1)
+    assert all(event["event"] == "progress" for event in events)
+    assert len(events) < 4 and events[-1]["label_count"] == 4
+    await communicator.disconnect()
