@@ -330,7 +330,8 @@ def main() -> None:
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432/preflab_bench")
     parser.add_argument("--levels", default="1,8,32,64")
-    parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="uvicorn worker processes (2 measured best on 2 cores, see docs/benchmarks.md)")
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections per worker")
     parser.add_argument("--threads", type=int, default=8,
