@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["Pendulum-v1", "CartPole-v1"])
     parser.add_argument("--teachers", nargs="+", default=["oracle", "mistake"])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … first-seed+seeds−1")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--comparisons", type=int, default=500)
     parser.add_argument("--segment-length", type=int, default=50)
@@ -133,7 +134,7 @@ def main() -> None:
     rows = []
     for env_id in args.envs:
         for teacher in args.teachers:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 rows.append(run(env_id, teacher, seed, args.steps, args.comparisons, args.segment_length))
                 print(json.dumps(rows[-1]), flush=True)
     report = {
