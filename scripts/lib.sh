@@ -51,6 +51,8 @@ ensure_venv() {
 postgres_reachable() {
     "$VENV/bin/python" - "$1" <<'PY' >/dev/null 2>&1
 import sys, psycopg
-psycopg.connect(sys.argv[1].replace("/preflab", "/postgres"), connect_timeout=3).close()
+from urllib.parse import urlsplit
+# The maintenance database, whatever the test database is called (it may not exist yet).
+psycopg.connect(urlsplit(sys.argv[1])._replace(path="/postgres").geturl(), connect_timeout=3).close()
 PY
 }
