@@ -156,3 +156,11 @@ def test_discriminator_checkpoint_round_trip_with_weights_only(tmp_path) -> None
     (tmp_path / "x.pt").write_bytes(b"junk")
     with pytest.raises(DiscriminatorCheckpointError, match="x.pt"):
         load_discriminator(tmp_path / "x.pt")
+
+
+def test_gradient_penalty_defaults_per_kind() -> None:
+    assert AdversarialConfig(kind="gail").penalty_weight() == 10.0
+    assert AdversarialConfig(kind="airl").penalty_weight() == 1.0
+    assert AdversarialConfig(kind="gail", gradient_penalty=0.0).penalty_weight() == 0.0
+    with pytest.raises(ConfigError, match="gradient_penalty must be"):
+        AdversarialConfig(gradient_penalty=-1.0)

@@ -68,9 +68,10 @@ def discriminator_step(
     inputs. AIRL needs the generator ``model`` and its ``action_space`` for log π.
     Returns float metrics (``disc_loss``, ``expert_accuracy``, ``policy_accuracy``, ``r1``)."""
     device = discriminator.obs_mean.device
-    obs_e = torch.as_tensor(expert.obs, device=device).requires_grad_(config.gradient_penalty > 0)
-    act_e = torch.as_tensor(expert.act, device=device).requires_grad_(config.gradient_penalty > 0)
-    next_e = torch.as_tensor(expert.next_obs, device=device).requires_grad_(config.gradient_penalty > 0)
+    weight = config.penalty_weight()
+    obs_e = torch.as_tensor(expert.obs, device=device).requires_grad_(weight > 0)
+    act_e = torch.as_tensor(expert.act, device=device).requires_grad_(weight > 0)
+    next_e = torch.as_tensor(expert.next_obs, device=device).requires_grad_(weight > 0)
     log_pi_e = _log_pi(model, expert, config, action_space, device) if config.kind == "airl" else None
     log_pi_n = _log_pi(model, negatives, config, action_space, device) if config.kind == "airl" else None
     expert_logits = discriminator.logits(obs_e, act_e, next_e, log_pi_e)
@@ -82,9 +83,9 @@ def discriminator_step(
     )
     loss, metrics = discriminator_loss(expert_logits, negative_logits)
     r1 = torch.zeros((), device=device)
-    if config.gradient_penalty > 0:
+    if weight > 0:
         r1 = gradient_penalty(expert_logits, [obs_e, act_e, next_e])
-        loss = loss + config.gradient_penalty * r1
+        loss = loss + weight * r1
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
