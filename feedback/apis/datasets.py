@@ -19,7 +19,7 @@ from feedback.apis.common import ProblemSerializer, _validated
 from feedback.datasets import selectors
 from feedback.datasets.export import DatasetExportError
 from feedback.datasets.filters import DatasetFilterError, DatasetFilters
-from feedback.datasets.services import FORMATS, snapshot_create
+from feedback.datasets.services import FORMATS, snapshot_create, snapshots_mark_stale
 from feedback.models import DatasetSnapshot
 from feedback.roles import CanResearch
 
@@ -94,6 +94,8 @@ class DatasetDetailApi(APIView):
     @extend_schema(responses={200: OpenApiResponse(description="The snapshot."), 403: ProblemSerializer,
                               404: ProblemSerializer})
     def get(self, request: Request, snapshot_id: int) -> Response:
+        # A poller must learn that a killed export failed, not watch it "run" forever.
+        snapshots_mark_stale()
         return Response(_describe(_snapshot(snapshot_id), request))
 
 

@@ -8,6 +8,7 @@ import logging
 import tempfile
 import threading
 import zipfile
+from datetime import timedelta
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -128,17 +129,44 @@ def manifest_for(snapshot: DatasetSnapshot, *, content_hash: str, counts: dict[s
     }
 
 
+SNAPSHOT_STALE_AFTER_S = 900.0
+"""A running export with no progress for this long lost its worker. Progress (and with it the
+heartbeat) is written every 2 % of the rows; the longest silent phase is writing the optional
+formats after the tables, which takes minutes only for millions of judgements."""
+
+
+def snapshots_mark_stale(*, stale_after_s: float = SNAPSHOT_STALE_AFTER_S) -> int:
+    """Fail running snapshots whose job stopped giving signs of life (a killed worker), with a
+    message saying so, so that none stays "running" forever. One conditional UPDATE; returns
+    how many it failed. The files of a killed export were never recorded on the row."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    return DatasetSnapshot.objects.filter(
+        status=DatasetSnapshot.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).update(
+        status=DatasetSnapshot.Status.FAILED,
+        error=(
+            f"The export stopped: its worker gave no sign of life for {stale_after_s:g} s "
+            "(it was probably killed). Start the export again."
+        ),
+        finished_at=timezone.now(),
+    )
+
+
 def _progress_write(snapshot_id: int, fraction: float) -> None:
     """Record progress. On PostgreSQL the export streams through ``COPY`` on the main
     connection, which can run nothing else meanwhile: the write goes through a short-lived
     connection of its own (a thread's), and is visible to the page at once."""
     if connection.vendor != "postgresql":
-        DatasetSnapshot.objects.filter(pk=snapshot_id).update(progress=fraction)
+        DatasetSnapshot.objects.filter(pk=snapshot_id).update(
+            progress=fraction, heartbeat_at=timezone.now()
+        )
         return
 
     def write() -> None:
         try:
-            DatasetSnapshot.objects.filter(pk=snapshot_id).update(progress=fraction)
+            DatasetSnapshot.objects.filter(pk=snapshot_id).update(
+                progress=fraction, heartbeat_at=timezone.now()
+            )
         finally:
             connections.close_all()  # this thread's connections only
 
@@ -153,8 +181,9 @@ def snapshot_build(*, snapshot_id: int) -> str:
     The claim is a conditional UPDATE, so two workers never build the same snapshot.
     Any failure ends the snapshot as failed with the reason; partial files are deleted.
     """
+    snapshots_mark_stale()  # a restarted worker fails what its predecessor left running
     claimed = DatasetSnapshot.objects.filter(pk=snapshot_id, status=DatasetSnapshot.Status.QUEUED).update(
-        status=DatasetSnapshot.Status.RUNNING, progress=0.0
+        status=DatasetSnapshot.Status.RUNNING, progress=0.0, heartbeat_at=timezone.now()
     )
     if not claimed:
         return "not claimed"

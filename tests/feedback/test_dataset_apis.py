@@ -98,6 +98,37 @@ def test_a_queued_snapshot_cannot_be_downloaded_yet(small: Any, researcher: Any,
 
 
 @pytest.mark.django_db
+def test_an_export_whose_worker_died_is_reported_failed_not_running(
+    small: Any, researcher: Any, api_client_for: Callable[..., Any]
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from feedback.datasets.services import SNAPSHOT_STALE_AFTER_S, snapshot_build
+
+    client = api_client_for(researcher)
+    dead = client.post("/api/v1/datasets/", body(small), format="json").json()["id"]
+    alive = client.post("/api/v1/datasets/", body(small, source="human"), format="json").json()["id"]
+    now = timezone.now()
+    DatasetSnapshot.objects.filter(pk=dead).update(
+        status="running", heartbeat_at=now - timedelta(seconds=SNAPSHOT_STALE_AFTER_S + 5)
+    )
+    DatasetSnapshot.objects.filter(pk=alive).update(status="running", heartbeat_at=now)
+
+    polled = client.get(f"/api/v1/datasets/{dead}/").json()
+    assert polled["status"] == "failed" and "worker gave no sign of life" in polled["error"]
+    assert client.get(f"/api/v1/datasets/{alive}/").json()["status"] == "running"
+
+    # The next export job also sweeps, and a claimed export carries a fresh heartbeat.
+    DatasetSnapshot.objects.filter(pk=alive).update(heartbeat_at=now - timedelta(days=1))
+    queued = client.post("/api/v1/datasets/", body(small), format="json").json()["id"]
+    assert snapshot_build(snapshot_id=queued) == "succeeded"
+    assert DatasetSnapshot.objects.get(pk=alive).status == "failed"
+    assert DatasetSnapshot.objects.get(pk=queued).heartbeat_at is not None
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("payload, message", [
     ({"name": "x", "filters": {"campaign_ids": []}}, "at least one campaign"),
     ({"name": "x", "filters": {"campaign_ids": [999999]}}, "No campaign with id 999999"),
