@@ -8,8 +8,8 @@ import logging
 import tempfile
 import threading
 import zipfile
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
