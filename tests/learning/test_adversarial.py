@@ -54,7 +54,7 @@ def _toy(n: int, centre: float, rng: np.random.Generator) -> Transitions:
 def test_discriminator_separates_expert_from_policy_samples(kind: str) -> None:
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    config = AdversarialConfig(kind=kind, hidden_sizes=(32, 32), device="cpu")
+    config = AdversarialConfig(kind=kind, hidden_sizes=(32, 32), max_accuracy=1.0, device="cpu")
     model = build_model(replace(TINY, algo="ppo"), make_vec_env("Pendulum-v1", 1, seed=0))
     discriminator = Discriminator(config, 4, 1)
     expert, policy = _toy(2_000, 1.0, rng), _toy(2_000, -1.0, rng)
@@ -164,3 +164,32 @@ def test_gradient_penalty_defaults_per_kind() -> None:
     assert AdversarialConfig(kind="gail", gradient_penalty=0.0).penalty_weight() == 0.0
     with pytest.raises(ConfigError, match="gradient_penalty must be"):
         AdversarialConfig(gradient_penalty=-1.0)
+
+
+def test_gail_skips_updates_once_the_discriminator_wins() -> None:
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    config = AdversarialConfig(kind="gail", hidden_sizes=(32, 32), device="cpu")
+    assert config.accuracy_ceiling() < 1.0 and AdversarialConfig(kind="airl").accuracy_ceiling() == 1.0
+    discriminator = Discriminator(config, 4, 1)
+    expert, policy = _toy(2_000, 1.0, rng), _toy(2_000, -1.0, rng)
+    both = Transitions.concatenate([expert, policy])
+    discriminator.fit_normalisation(torch.as_tensor(both.obs), torch.as_tensor(both.act))
+    optimiser = torch.optim.Adam(discriminator.parameters(), lr=3e-3)
+    skipped = []
+    for _ in range(80):
+        e, p = rng.integers(2_000, size=128), rng.integers(2_000, size=128)
+        before = [w.detach().clone() for w in discriminator.parameters()]
+        metrics = discriminator_step(
+            discriminator, optimiser,
+            Transitions(expert.obs[e], expert.act[e], expert.next_obs[e]),
+            Transitions(policy.obs[p], policy.act[p], policy.next_obs[p]),
+            config=config,
+        )
+        skipped.append(metrics["skipped"])
+        moved = any(not torch.equal(a, b) for a, b in zip(before, discriminator.parameters()))
+        accuracy = (metrics["expert_accuracy"] + metrics["policy_accuracy"]) / 2
+        assert moved == (metrics["skipped"] == 0.0) and (metrics["skipped"] == 1.0) == (accuracy > config.accuracy_ceiling())
+    assert 0 < sum(skipped) < len(skipped)
+    with pytest.raises(ConfigError, match="max_accuracy must be"):
+        AdversarialConfig(max_accuracy=0.5)

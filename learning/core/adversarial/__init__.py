@@ -18,7 +18,9 @@ absorbing state the expert never visits, and the reward is measured from that st
 so the learner neither survives nor dies for the sign of a logit's shift.
 
 Stability: an R1 gradient penalty (Mescheder et al. 2018) on the expert inputs,
-``gradient_penalty · E_expert ||∇ logit||²``, plus input standardisation.
+``gradient_penalty · E_expert ||∇ logit||²``, plus input standardisation; for GAIL also no
+update on a minibatch the discriminator already classifies with accuracy above ``max_accuracy``
+(0.8), so it never wins outright and its reward stays informative.
 
 The training recipe (:func:`train_adversarial`) alternates two named steps:
 :func:`generator_step` (the SB3 policy trains against the current discriminator's reward for

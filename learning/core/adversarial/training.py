@@ -65,8 +65,10 @@ def discriminator_step(
 ) -> dict[str, float]:
     """One Adam step of the discriminator on a minibatch: expert transitions (B) against
     negatives (M) — policy rollouts and undesirable clips — with the R1 penalty on the expert
-    inputs. AIRL needs the generator ``model`` and its ``action_space`` for log π.
-    Returns float metrics (``disc_loss``, ``expert_accuracy``, ``policy_accuracy``, ``r1``)."""
+    inputs. AIRL needs the generator ``model`` and its ``action_space`` for log π. No step when
+    the accuracy on this minibatch is above ``config.accuracy_ceiling()`` (``skipped`` = 1).
+    Returns float metrics (``disc_loss``, ``expert_accuracy``, ``policy_accuracy``, ``r1``,
+    ``skipped``)."""
     device = discriminator.obs_mean.device
     weight = config.penalty_weight()
     obs_e = torch.as_tensor(expert.obs, device=device).requires_grad_(weight > 0)
@@ -82,6 +84,12 @@ def discriminator_step(
         log_pi_n,
     )
     loss, metrics = discriminator_loss(expert_logits, negative_logits)
+    n_e, n_n = len(expert_logits), len(negative_logits)
+    accuracy = float(metrics["expert_accuracy"] * n_e + metrics["policy_accuracy"] * n_n) / (n_e + n_n)
+    if accuracy > config.accuracy_ceiling():  # it is already winning: leave it be
+        out = {k: float(v) for k, v in metrics.items()}
+        out.update(r1=0.0, skipped=1.0)
+        return out
     r1 = torch.zeros((), device=device)
     if weight > 0:
         r1 = gradient_penalty(expert_logits, [obs_e, act_e, next_e])
@@ -91,6 +99,7 @@ def discriminator_step(
     optimiser.step()
     out = {k: float(v) for k, v in metrics.items()}
     out["r1"] = float(r1.detach())
+    out["skipped"] = 0.0
     return out
 
 
