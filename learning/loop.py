@@ -62,9 +62,9 @@ from learning.pair_selection import pairs_select
 from learning.runner import (
     NotEnoughData,
     RunConfig,
-    _check_types,
     _json_float,
     _segment_values,
+    config_section,
     encode_actions,
     train_run,
 )
@@ -163,21 +163,11 @@ class LoopRunConfig:
                 "'finetune', 'loop' and 'adversarial'."
             )
         reward = RunConfig.from_dict({k: data[k] for k in ("net", "train") if k in data})
-        built: dict[str, Any] = {}
-        sections: tuple[tuple[str, type[_ConfigBase]], ...] = (
-            ("finetune", FinetuneConfig),
-            ("loop", LoopSettings),
-            ("adversarial", AdversarialConfig),
-        )
-        for name, config_cls in sections:
-            values = data.get(name) or {}
-            if not isinstance(values, Mapping):
-                raise ConfigError(f"config.{name} must be an object of field values.")
-            _check_types(config_cls, values, prefix=f"config.{name}")
-            try:
-                built[name] = config_cls.from_dict(values)
-            except ConfigError as exc:
-                raise ConfigError(f"config.{name}: {exc}") from None
+        built: dict[str, Any] = {
+            "finetune": config_section(data, "finetune", FinetuneConfig),
+            "loop": config_section(data, "loop", LoopSettings),
+            "adversarial": config_section(data, "adversarial", AdversarialConfig),
+        }
         if built["loop"].selector == "disagreement" and reward.net.ensemble_size < 2:
             raise ConfigError(
                 "config.loop.selector 'disagreement' needs config.net.ensemble_size ≥ 2 "

@@ -66,18 +66,25 @@ class RunConfig:
             raise ConfigError(
                 f"config has no section(s) {', '.join(unknown)}; use 'net' and 'train'."
             )
-        sections = {"net": RewardNetConfig, "train": RewardTrainingConfig}
-        built: dict[str, Any] = {}
-        for name, config_cls in sections.items():
-            values = data.get(name) or {}
-            if not isinstance(values, Mapping):
-                raise ConfigError(f"config.{name} must be an object of field values.")
-            _check_types(config_cls, values, prefix=f"config.{name}")
-            try:
-                built[name] = config_cls.from_dict(values)
-            except ConfigError as exc:
-                raise ConfigError(f"config.{name}: {exc}") from None
-        return cls(**built)
+        return cls(
+            net=config_section(data, "net", RewardNetConfig),
+            train=config_section(data, "train", RewardTrainingConfig),
+        )
+
+
+def config_section(data: Mapping[str, Any], name: str, config_cls: type[Any]) -> Any:
+    """``config_cls`` built from the JSON section ``data[name]`` (absent: all defaults); a
+    ``ConfigError`` naming ``config.<name>`` and the field when the section is bad."""
+    from learning.core.configs import ConfigError
+
+    values = data.get(name) or {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config.{name} must be an object of field values.")
+    _check_types(config_cls, values, prefix=f"config.{name}")
+    try:
+        return config_cls.from_dict(values)
+    except ConfigError as exc:
+        raise ConfigError(f"config.{name}: {exc}") from None
 
 
 def _check_types(config_cls: type, values: Mapping[str, Any], *, prefix: str) -> None:
