@@ -14,8 +14,8 @@
  * the clock's: a drift under one step is trimmed by nudging its playbackRate, a larger one
  * (a loop restart, a stall, a seek) by seeking it to the clock's position. Native playback
  * keeps motion smooth — a JS clock that seeked both videos every frame would decode each
- * frame again from the last keyframe — while the two clips never show timesteps more than
- * a step apart.
+ * frame again from the last keyframe — while the two clips stay within about a step of each
+ * other (a re-seek is decoded while the clock moves on, so it lands a frame or two late).
  *
  * Different lengths. The follower does not loop: once the clock passes its last step it
  * holds its last frame (an ended video keeps showing it) until the leader wraps, and then
@@ -87,6 +87,11 @@ export class ClipPair {
     this.raf = 0;
     this.abort = null;
     this.shownStep = -1;
+    /** video → the time (s) it goes to once the seek in flight lands; see `seekVideo`. */
+    this.pendingSeeks = new Map();
+    for (const video of this.videos) {
+      video.addEventListener("seeked", () => this.flushSeek(video));
+    }
     /** Called with the clock's step whenever it changes (playing, seeking or stepping). */
     this.onStep = null;
     /** Called when the clock stops on the last step because looping is off. */
@@ -106,6 +111,7 @@ export class ClipPair {
     this.lease = lease;
     this.loaded = false;
     this.shownStep = -1;
+    this.pendingSeeks.clear(); // a new source drops any seek in flight
     const waits = [];
     for (const [video, clip] of [[this.left, lease.left], [this.right, lease.right]]) {
       this.clips.set(video, { fps: clip.fps || 30, steps: clip.length || 0 });
@@ -130,6 +136,7 @@ export class ClipPair {
     this.abort?.abort();
     this.lease = null;
     this.loaded = false;
+    this.pendingSeeks.clear();
     for (const video of this.videos) {
       video.removeAttribute("src");
       video.load();
@@ -162,10 +169,38 @@ export class ClipPair {
     this.applyRates();
   }
 
-  /** The clock's step: the frame the leader shows. */
+  /** The clock's step: the frame the leader shows (or goes to, once its seek lands). */
   get step() {
     if (!this.loaded) return 0;
-    return clamp(Math.floor(this.leader.currentTime * this.fps + 1e-6), 0, this.steps - 1);
+    return clamp(Math.floor(this.timeOf(this.leader) * this.fps + 1e-6), 0, this.steps - 1);
+  }
+
+  /** Where `video` is, or is going: a seek waiting for the one in flight counts as done. */
+  timeOf(video) {
+    return this.pendingSeeks.get(video) ?? video.currentTime;
+  }
+
+  /**
+   * Seek `video` to `t` seconds. While a seek is in flight the new one waits for it to land
+   * and only the latest waits: a burst of frame steps or a drag costs at most two decodes, and
+   * no seek interrupts another — Chromium can leave a paused video `seeking` for good when a
+   * seek lands on the position of the one it interrupted.
+   */
+  seekVideo(video, t) {
+    if (video.seeking) {
+      this.pendingSeeks.set(video, t);
+      return;
+    }
+    this.pendingSeeks.delete(video);
+    if (video.currentTime !== t) video.currentTime = t;
+  }
+
+  flushSeek(video) {
+    if (!this.pendingSeeks.has(video)) return;
+    const t = this.pendingSeeks.get(video);
+    this.pendingSeeks.delete(video);
+    if (video.currentTime !== t) video.currentTime = t;
+    this.report();
   }
 
   /** The step `video` shows at clock step k: a shorter clip holds its last one. */
@@ -176,7 +211,7 @@ export class ClipPair {
   /** Where the follower should be, in seconds of its own clip, for the clock's position. */
   followerTime() {
     const clip = this.clip(this.follower);
-    const position = this.leader.currentTime * this.fps; // the clock, in (fractional) steps
+    const position = this.timeOf(this.leader) * this.fps; // the clock, in (fractional) steps
     return Math.min(position, clip.steps - 1 + SEEK_OFFSET) / clip.fps;
   }
 
@@ -205,8 +240,7 @@ export class ClipPair {
     const step = clamp(Math.round(k), 0, this.steps - 1);
     for (const video of this.videos) {
       const clip = this.clip(video);
-      const t = (this.stepOf(video, step) + SEEK_OFFSET) / clip.fps;
-      if (video.currentTime !== t) video.currentTime = t;
+      this.seekVideo(video, (this.stepOf(video, step) + SEEK_OFFSET) / clip.fps);
     }
     this.report();
   }
@@ -214,10 +248,8 @@ export class ClipPair {
   rewind() {
     this.shownStep = -1;
     for (const video of this.videos) {
-      // A seek drops readyState until it completes: skip it when already at the start.
-      if (video.readyState >= HTMLMediaElement.HAVE_METADATA && video.currentTime !== 0) {
-        video.currentTime = 0;
-      }
+      // A seek drops readyState until it completes: `seekVideo` skips it when already there.
+      if (video.readyState >= HTMLMediaElement.HAVE_METADATA) this.seekVideo(video, 0);
     }
   }
 
@@ -260,8 +292,7 @@ export class ClipPair {
   align() {
     if (this.leader.readyState < HTMLMediaElement.HAVE_METADATA) return;
     if (this.follower.readyState < HTMLMediaElement.HAVE_METADATA) return;
-    const target = this.followerTime();
-    if (this.follower.currentTime !== target) this.follower.currentTime = target;
+    this.seekVideo(this.follower, this.followerTime());
   }
 
   /** Tell the page when the clock's step changes. */

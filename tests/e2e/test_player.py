@@ -47,9 +47,13 @@ def assert_on_step(f: dict[str, Any], k: int) -> None:
 WRAP_GRACE_STEPS = 2.0
 
 
-def assert_locked(page: Page, ms: int, *, tolerance: float = 1.0) -> list[list[float]]:
+def assert_locked(page: Page, ms: int, *, tolerance: float = 1.5) -> list[list[float]]:
     """Sample both clips on every animation frame: never more than ``tolerance`` steps apart
-    while both run; once the clock passes the shorter clip's end, that clip holds its last step."""
+    while both run; once the clock passes the shorter clip's end, that clip holds its last step.
+
+    The player re-seeks the follower once it drifts more than one step; the clock moves on
+    while that seek is decoded, so a sample can catch the pair up to half a step further apart
+    for a frame or two before it lands (seen at 1.12 on a loaded machine)."""
     f = page.evaluate(FRAMES)
     samples = page.evaluate(SAMPLE_STEPS, ms)
     left_steps, right_steps = f["leftSteps"], f["rightSteps"]
