@@ -1,5 +1,11 @@
 """Load benchmark of the annotation protocol: simulated annotators doing next → judgement.
 
+Two forms of the protocol (``--protocol``): ``combined`` (default, what the labelling page
+does) — one ``next``, then each judgement carries ``"next"`` and its response brings the
+following lease, one request per pair; ``separate`` — ``next`` then ``judgement`` per pair.
+Annotators go as fast as the server answers (zero think time, a closed loop), or, with
+``--rate R``, together offer R judgements/s with exponential think times.
+
 Serves PrefLab as in production (uvicorn ASGI workers, PostgreSQL by default) on loopback,
 drives it with N concurrent annotators from one asyncio process (a minimal keep-alive
 HTTP/1.1 client, so the load generator costs little CPU on a 2-core machine), and reports
@@ -10,6 +16,7 @@ Bounded: each level runs for --duration seconds (default 15) and at most --max-j
 
     .venv/bin/python benchmarks/annotation_load.py                      # PostgreSQL
     .venv/bin/python benchmarks/annotation_load.py --database sqlite    # embedded default
+    .venv/bin/python benchmarks/annotation_load.py --levels 64 --rate 200   # 64 annotators offering 200/s
 
 Writes a JSON file and prints a Markdown table (see docs/benchmarks.md).
 """
@@ -88,6 +95,8 @@ class Connection:
 @dataclass
 class LevelResult:
     annotators: int
+    protocol: str
+    offered_per_s: float | None  # --rate: judgements/s the annotators offer; None: no think time
     duration_s: float
     judgements: int
     judgements_per_s: float
@@ -183,42 +192,83 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1] * 1000, 2)}
 
 
+def _count(errors: dict[str, int], kind: str, status: int, body: Any) -> None:
+    errors[f"{kind} {status}"] = errors.get(f"{kind} {status}", 0) + 1
+    if len(errors) < 4:
+        print(f"{kind} {status}: {body}", file=sys.stderr)
+
+
+@dataclass
+class Pace:
+    """Think time: an annotator starts its k-th judgement at a schedule with exponential gaps
+    of mean ``mean_gap`` s (a Poisson stream of ``1 / mean_gap`` judgements/s per annotator,
+    as long as the server keeps up; behind schedule it goes on at once). None: no think time."""
+
+    mean_gap: float
+    rng: random.Random
+    due: float = 0.0
+
+    async def wait(self) -> None:
+        now = time.perf_counter()
+        if self.due == 0.0:
+            self.due = now + self.rng.uniform(0, self.mean_gap)  # spread the annotators' phases
+        else:
+            self.due += self.rng.expovariate(1 / self.mean_gap)
+        if self.due > now:
+            await asyncio.sleep(self.due - now)
+
+
 async def annotator_loop(
     conn: Connection, campaign_id: int, deadline: float, budget: list[int],
     acked: list[int], next_lat: list[float], judge_lat: list[float], errors: dict[str, int],
+    *, combined: bool = False, pace: Pace | None = None,
 ) -> None:
+    """One simulated annotator: ``next`` then ``judgement`` per pair; ``combined``: one
+    request per pair after the first, the judgement asking for the next lease (as the
+    labelling page does)."""
     rng = random.Random()
+    lease: Any = None
     while time.perf_counter() < deadline and budget[0] > 0:
+        if pace is not None:
+            await pace.wait()
+            if time.perf_counter() >= deadline:
+                return
         budget[0] -= 1
-        started = time.perf_counter()
-        status, lease = await conn.request("POST", f"/api/v1/campaigns/{campaign_id}/next/")
-        next_lat.append(time.perf_counter() - started)
-        if status == 204:
-            return
-        if status != 200 or lease is None or "assignment_id" not in lease:
-            errors[f"next {status}"] = errors.get(f"next {status}", 0) + 1
-            if len(errors) < 4:
-                print(f"next {status}: {lease}", file=sys.stderr)
-            continue
+        if lease is None:
+            started = time.perf_counter()
+            status, lease = await conn.request("POST", f"/api/v1/campaigns/{campaign_id}/next/")
+            next_lat.append(time.perf_counter() - started)
+            if status == 204:
+                return
+            if status != 200 or lease is None or "assignment_id" not in lease:
+                _count(errors, "next", status, lease)
+                lease = None
+                continue
         answer = {
             "preference": rng.choice(["left", "right", "equal", "cant_tell"]),
             "left_desirability": rng.choice(["desirable", "undesirable", "unsure"]),
             "right_desirability": rng.choice(["desirable", "undesirable", "unsure"]),
             "elapsed_ms": rng.randint(800, 9000),
         }
+        if combined:
+            answer["next"] = {"exclude": []}
         started = time.perf_counter()
         status, body = await conn.request("POST", f"/api/v1/assignments/{lease['assignment_id']}/judgement/", answer)
         judge_lat.append(time.perf_counter() - started)
+        lease = None
         if status == 201 and body is not None:
             acked.append(body["id"])
+            if combined:
+                if body.get("next") is None:
+                    return  # nothing left (or the campaign closed: next_detail says why)
+                lease = body["next"]
         else:
-            errors[f"judgement {status}"] = errors.get(f"judgement {status}", 0) + 1
-            if len(errors) < 4:
-                print(f"judgement {status}: {body}", file=sys.stderr)
+            _count(errors, "judgement", status, body)
 
 
 async def run_level(
-    port: int, tokens: list[str], campaign_id: int, duration: float, max_judgements: int
+    port: int, tokens: list[str], campaign_id: int, duration: float, max_judgements: int,
+    *, combined: bool = False, rate: float | None = None,
 ) -> tuple[list[int], list[float], list[float], dict[str, int], float]:
     conns = [Connection("127.0.0.1", port, token) for token in tokens]
     acked: list[int] = []
@@ -228,8 +278,13 @@ async def run_level(
     budget = [max_judgements]
     started = time.perf_counter()
     deadline = started + duration
+    mean_gap = len(conns) / rate if rate else None
     await asyncio.gather(*(
-        annotator_loop(c, campaign_id, deadline, budget, acked, next_lat, judge_lat, errors) for c in conns
+        annotator_loop(
+            c, campaign_id, deadline, budget, acked, next_lat, judge_lat, errors, combined=combined,
+            pace=Pace(mean_gap, random.Random(i)) if mean_gap else None,
+        )
+        for i, c in enumerate(conns)
     ))
     elapsed = time.perf_counter() - started
     for c in conns:
@@ -340,6 +395,12 @@ def main() -> None:
     parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn",
                         help="uvicorn: ASGI, as in production; gunicorn: WSGI, for comparison")
     parser.add_argument("--max-judgements", type=int, default=20000)
+    parser.add_argument("--protocol", choices=["combined", "separate"], default="combined",
+                        help="combined: each judgement also asks for the next lease, one request per "
+                             "pair (what the labelling page does); separate: next, then judgement")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="judgements/s offered by all annotators together (exponential think "
+                             "times); default: none, each annotator goes as fast as the server answers")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -397,12 +458,13 @@ def main() -> None:
         for level in levels:
             before = meter.sample()
             acked, next_lat, judge_lat, errors, elapsed = asyncio.run(
-                run_level(port, tokens[level], campaigns[level], args.duration, args.max_judgements)
+                run_level(port, tokens[level], campaigns[level], args.duration, args.max_judgements,
+                          combined=args.protocol == "combined", rate=args.rate)
             )
             cpu = CpuMeter.per_judgement(before, meter.sample(), len(acked))
             once, db_count, duplicates = check(campaigns[level], acked)
             result = LevelResult(
-                annotators=level, duration_s=round(elapsed, 2), judgements=len(acked),
+                annotators=level, protocol=args.protocol, offered_per_s=args.rate, duration_s=round(elapsed, 2), judgements=len(acked),
                 judgements_per_s=round(len(acked) / elapsed, 1), next_ms=percentiles(next_lat),
                 judgement_ms=percentiles(judge_lat), errors=errors, acknowledged_in_db_once=once,
                 db_judgements=db_count, duplicate_leases=duplicates, cpu_ms_per_judgement=cpu,
@@ -417,6 +479,7 @@ def main() -> None:
     meta = {
         "database": args.database, "server": args.server, "workers": args.workers, "duration_s": args.duration,
         "threads_per_worker": args.threads, "load_average_before": load_before,
+        "protocol": args.protocol, "offered_judgements_per_s": args.rate,
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                  text=True, check=False).stdout.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
@@ -426,12 +489,15 @@ def main() -> None:
     }
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"annotation_load_{args.database}_{args.server}{args.label}.json").write_text(
+    (out / f"annotation_load_{args.database}_{args.server}_{args.protocol}{args.label}.json").write_text(
         json.dumps({"meta": meta, "levels": [asdict(r) for r in results]}, indent=2)
     )
-    print(f"\n{args.database}, {args.server}, {args.workers} workers, {args.duration:.0f} s per level ({meta['machine']}),"
+    offered = f"offering {args.rate:g} judgements/s" if args.rate else "no think time"
+    print(f"\n{args.database}, {args.server}, {args.protocol} protocol, {offered}, {args.workers} workers,"
+          f" {args.duration:.0f} s per level ({meta['machine']}),"
           f" load average before {load_before}\n")
-    print("| annotators | judgements/s | next p50/p95/p99 ms | judgement p50/p95/p99 ms | errors | exactly once "
+    judged = "judgement + next lease" if args.protocol == "combined" else "judgement"
+    print(f"| annotators | judgements/s | next p50/p95/p99 ms | {judged} p50/p95/p99 ms | errors | exactly once "
           "| dup. leases | CPU ms/judgement server+db+client | load avg |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:

@@ -366,6 +366,8 @@ def judgement_record(
     ``AssignmentGone`` (the lease lapsed and the pair is now held by others) and
     ``JudgementConflict`` (a different answer was already recorded). An identical resubmit
     (same preference, desirabilities and confidence) returns the stored judgement.
+    Either way the judgement carries its campaign's id as ``campaign_id`` (as a queryset
+    annotation would), for a caller that leases the next pair of the same campaign.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -383,6 +385,7 @@ def judgement_record(
         if existing is not None:
             same = all(getattr(existing, field) == value for field, value in canonical.items())
             if same:
+                existing.campaign_id = assignment.campaign_id
                 return existing, False
             raise JudgementConflict(
                 "A different judgement was already recorded for this assignment; judgements cannot "
@@ -420,4 +423,5 @@ def judgement_record(
                           created_at=now, **values)
     judgement._state.adding = False
     judgement._state.db = connection.alias
+    judgement.campaign_id = campaign_id
     return judgement, True

@@ -4,9 +4,11 @@
  *
  * Prefetch. Two buffers of two <video> elements each: one shows the current pair, the other
  * (hidden) holds the next lease with its clips already loaded. Answering swaps the buffers
- * at once, then saves the answer, and only after the save asks for the following lease:
- * until the answer is stored the answered pair is still the caller's open lease, and
- * `next` would hand it straight back.
+ * at once, then saves the answer, and the same request asks for the following lease
+ * (`next` in the judgement body, excluding the pair now on screen): the server stores the
+ * answer first, so the answered pair is no longer the caller's open lease and cannot come
+ * straight back. One request per label; if the answer could not be saved, or nothing was
+ * prefetched, the page asks `next` on its own as before.
  *
  * Stopped. While the page shows the day's summary or runs the practice round (phases
  * "summary" and "practice") nothing is leased or shown; work in flight checks `stopped()`
@@ -88,8 +90,11 @@ export function createLeasing({ state, pairs, urls, view, controls, refreshProgr
     );
   }
 
-  /** Lease the pair after the current one and load it into the hidden buffer. */
-  function prefetchNext() {
+  /**
+   * Lease the pair after the current one and load it into the hidden buffer. `leased`: a
+   * lease (or null, none left) the answer's save already brought; otherwise ask `next`.
+   */
+  function prefetchNext(leased) {
     if (state.prefetch) state.prefetch.cancelled = true;
     const current = state.current;
     const pair = otherPair(current.pair);
@@ -97,8 +102,10 @@ export function createLeasing({ state, pairs, urls, view, controls, refreshProgr
     entry.cancelled = false; // replaced by a newer prefetch, or the page stopped leasing
     state.prefetch = entry;
     render();
+    const leasing =
+      leased === undefined ? leaseNext(urls.next, [current.lease.assignment_id]) : Promise.resolve(leased);
     // An answer given before this settles takes the entry (and awaits `done`): still load it.
-    entry.done = leaseNext(urls.next, [current.lease.assignment_id]).then(
+    entry.done = leasing.then(
       (lease) => {
         entry.settled = true;
         if (entry.cancelled) return;
@@ -196,17 +203,24 @@ export function createLeasing({ state, pairs, urls, view, controls, refreshProgr
     });
   }
 
-  /** Save an answer, retrying transient failures; reports and returns whether it was stored. */
-  async function save(assignmentId, answer) {
+  /**
+   * Save an answer, retrying transient failures; reports whether it was stored. With
+   * `nextExclude` the same request leases the following pair: resolves to
+   * `{saved, next}` where `next` is that lease, null (none left) or undefined (not leased).
+   */
+  async function save(assignmentId, answer, nextExclude) {
     const record = { assignmentId, answer, ok: false, status: null, detail: "" };
+    const body = nextExclude ? { ...answer, next: { exclude: nextExclude } } : answer;
     for (let attempt = 0; ; attempt += 1) {
       try {
-        await submitJudgement(urls.judgement(assignmentId), answer);
+        const stored = await submitJudgement(urls.judgement(assignmentId), body);
         record.ok = true;
         state.saved += 1;
         state.session.answers.push(answer);
         state.lastSave = record;
-        return true;
+        // A campaign closed meanwhile says so in next_detail: the page's own `next` reports it.
+        const leased = stored && "next" in stored && !stored.next_detail ? stored.next : undefined;
+        return { saved: true, next: leased };
       } catch (err) {
         if (err instanceof ApiError && err.transient && attempt < SAVE_RETRIES) {
           showStatus(`Saving your answer… (${err.detail})`);
@@ -222,7 +236,7 @@ export function createLeasing({ state, pairs, urls, view, controls, refreshProgr
         } else {
           showError(`Your answer to the previous pair was not saved: ${text}`, options);
         }
-        return false;
+        return { saved: false, next: undefined };
       }
     }
   }
@@ -251,7 +265,13 @@ export function createLeasing({ state, pairs, urls, view, controls, refreshProgr
       answered.pair.stop();
       showStatus("Loading the next pair…");
     }
-    const saving = save(answered.lease.assignment_id, body);
+    // With the prefetched pair on screen, the save also leases the one after it.
+    const onScreen = shown ? [prefetched.lease.assignment_id] : undefined;
+    let saveResult = { saved: false, next: undefined };
+    const saving = save(answered.lease.assignment_id, body, onScreen).then((result) => {
+      saveResult = result;
+      return result.saved;
+    });
     state.saving = saving;
     if (!shown && prefetched && !prefetched.settled) {
       await prefetched.done; // asked with exclude=[answered], so it is safe to use before the save
@@ -288,7 +308,8 @@ export function createLeasing({ state, pairs, urls, view, controls, refreshProgr
       present(pair);
     }
     setPhase("ready");
-    prefetchNext();
+    const stillOnScreen = onScreen && state.current && state.current.lease === prefetched.lease;
+    prefetchNext(stillOnScreen ? saveResult.next : undefined);
     refreshProgress();
   }
 

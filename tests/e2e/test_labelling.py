@@ -102,6 +102,13 @@ def test_annotator_labels_every_pair_with_the_keyboard(
     row.get_by_role("link", name="Label").click()
     page.wait_for_url(f"{live_server.url}/campaigns/{campaign.pk}/label/")
 
+    posts: list[tuple[str, Any]] = []  # the labelling requests, in order
+    page.on(
+        "request",
+        lambda r: posts.append((r.url, r.post_data_json))
+        if r.method == "POST" and ("/next/" in r.url or "/judgement/" in r.url)
+        else None,
+    )
     shown: list[dict[str, Any]] = []
     for index, (desirability_keys, preference_key) in enumerate(PLAN):
         pair = wait_settled(page)
@@ -147,6 +154,17 @@ def test_annotator_labels_every_pair_with_the_keyboard(
 
     expect(page.get_by_role("heading", name="Nothing left to label")).to_be_visible()
     expect(page.locator("#labeller")).to_have_attribute("data-state", "done")
+    # One request per label: each answer given with the next pair on screen also leased the
+    # pair after it (excluding the one on screen); only the first two leases and the final
+    # "anything left?" were requests of their own.
+    judgements = [body for url, body in posts if "/judgement/" in url]
+    assert len(judgements) == len(PLAN)
+    assert [body.get("next") for body in judgements] == [
+        {"exclude": [answer["prefetched"]]} for answer in shown[:-1]
+    ] + [None]
+    first_answer = next(i for i, (url, _) in enumerate(posts) if "/judgement/" in url)
+    assert sum("/next/" in url for url, _ in posts[:first_answer]) == 2
+    assert sum("/next/" in url for url, _ in posts[first_answer:-1]) == 0
     expect(page.locator("#progress")).to_contain_text("you: 6 labels")
     expect(page.locator("#progress")).to_contain_text("campaign: 6 / 6")
 

@@ -648,6 +648,81 @@ def test_next_and_judgement_run_a_fixed_number_of_queries(
         client.post(_judgement_url(lease["assignment_id"]), VALID_ANSWER, format="json")
 
 
+# Both at once: the judgement's queries, then the lease's without a second token lookup.
+JUDGEMENT_WITH_NEXT_QUERIES = {
+    vendor: JUDGEMENT_QUERIES[vendor] + NEXT_NEW_LEASE_QUERIES[vendor] - 1 for vendor in JUDGEMENT_QUERIES
+}
+
+
+def test_a_judgement_can_carry_the_request_for_the_next_pair(
+    quick_campaign: Callable[..., Campaign], annotator: Any, api_client_for: Callable[..., Any],
+    django_assert_num_queries: Any,
+) -> None:
+    campaign = quick_campaign(n_trajectories=4, pairs=3)
+    client = api_client_for(annotator)
+    client.get("/api/v1/me/")  # creates the token outside the measured calls
+    first = client.post(_next_url(campaign), {}, format="json").json()
+    shown = client.post(_next_url(campaign), {"exclude": [first["assignment_id"]]}, format="json").json()
+    # Answer the first pair while the second is on screen: the answer brings a third pair.
+    body = {**VALID_ANSWER, "next": {"exclude": [shown["assignment_id"]]}}
+    with django_assert_num_queries(_pinned(JUDGEMENT_WITH_NEXT_QUERIES)):
+        response = client.post(_judgement_url(first["assignment_id"]), body, format="json")
+    assert response.status_code == 201, response.content
+    answered = response.json()
+    third = answered.pop("next")
+    assert answered["assignment_id"] == first["assignment_id"] and "next_detail" not in answered
+    assert Judgement.objects.get(pk=answered["id"]).assignment_id == first["assignment_id"]
+    lease = Assignment.objects.get(pk=third["assignment_id"])
+    assert lease.annotator == annotator and lease.completed_at is None
+    assert {first["assignment_id"], shown["assignment_id"], third["assignment_id"]} == set(
+        Assignment.objects.filter(pair__campaign=campaign).values_list("id", flat=True)
+    )
+    assert third["left"]["clip_url"] and third["campaign_id"] == campaign.pk
+    # An identical resubmit (a retry after a lost response) hands back that same open lease.
+    again = client.post(_judgement_url(first["assignment_id"]), body, format="json")
+    assert again.status_code == 200
+    assert again.json()["next"]["assignment_id"] == third["assignment_id"]
+    # `true` excludes nothing; nothing left is null, as 204 is for `next`.
+    client.post(_judgement_url(shown["assignment_id"]), VALID_ANSWER, format="json")
+    last = client.post(_judgement_url(third["assignment_id"]), {**VALID_ANSWER, "next": True}, format="json")
+    assert last.status_code == 201 and last.json()["next"] is None and "next_detail" not in last.json()
+    assert Judgement.objects.filter(annotator=annotator).count() == 3
+
+
+def test_a_judgement_whose_next_pair_cannot_be_leased_is_still_stored(
+    quick_campaign: Callable[..., Campaign], annotator: Any, api_client_for: Callable[..., Any],
+) -> None:
+    campaign = quick_campaign(pairs=2)
+    client = api_client_for(annotator)
+    lease = client.post(_next_url(campaign), {}, format="json").json()
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
+    response = client.post(_judgement_url(lease["assignment_id"]), {**VALID_ANSWER, "next": {}}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["next"] is None and "paused" in response.json()["next_detail"]
+    assert Judgement.objects.filter(assignment_id=lease["assignment_id"]).exists()
+    assert Assignment.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("next_value", "problem"),
+    [("yes", "Expected an object"), (3, "Expected an object"), ([1], "Expected an object"),
+     ({"exclude": "3"}, "Expected a list"), ({"exclude": [0]}, "greater than or equal to 1")],
+)
+def test_a_bad_next_in_a_judgement_is_400_naming_it_and_writes_nothing(
+    next_value: Any, problem: str, quick_campaign: Callable[..., Campaign], annotator: Any,
+    api_client_for: Callable[..., Any],
+) -> None:
+    client = api_client_for(annotator)
+    lease = client.post(_next_url(quick_campaign(pairs=2)), {}, format="json").json()
+    before = (row_counts(), list(Assignment.objects.values()))
+    response = client.post(
+        _judgement_url(lease["assignment_id"]), {**VALID_ANSWER, "next": next_value}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert "next" in response.json()["detail"] and problem in response.content.decode()
+    assert (row_counts(), list(Assignment.objects.values())) == before
+
+
 # --- trajectories -----------------------------------------------------------------------------------
 
 
