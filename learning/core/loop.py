@@ -11,8 +11,9 @@ Recipe (:func:`preference_loop`):
    :class:`~learning.core.finetune.LearnedRewardVecEnv`, which also records the episodes
    the policy played; cut them into candidate segments; pick the pairs the ensemble
    disagrees on most among ``candidate_factor`` × as many random candidate pairs; ask the
-   teacher; refit the ensemble on every label so far; hand the new reward to the wrapper and
-   rewrite the rewards in the replay buffer (off-policy learners).
+   teacher; refit the ensemble on every label so far (warm-started from the last one); hand
+   the new reward to the wrapper and rewrite the rewards in the replay buffer (off-policy
+   learners).
 2. Evaluate the final policy's true return (research metric).
 
 Every env step counts against ``total_env_steps``, the random-policy steps of step 0 included.
@@ -105,6 +106,13 @@ class PreferenceLoopConfig(_ConfigBase):
 
     selection: str = "disagreement"
     """``disagreement`` (variance of the members' P(A≻B)) or ``random``."""
+
+    warm_start: bool = True
+    """Each round's reward refit starts from the previous round's ensemble (weights and input
+    statistics; PEBBLE keeps training one reward model) instead of from scratch, and every
+    pair stays on the side of the held-out split it was first put on, so the warm model's
+    held-out pairs are ones it never trained on. Early stopping then ends a refit in a
+    fraction of the epochs a fresh fit needs."""
 
     absorbing: bool = True
     """Pad segments past a termination with absorbing steps and give reward nets the flag
@@ -355,7 +363,8 @@ def preference_loop(
     The callback gets ``on_step(env_steps, metrics)`` from inside policy training (every
     ``finetune_config.report_every_steps``) and after each round (``round``, ``labels``,
     ``reward_held_out_accuracy``, ``train_true_return``); False stops after the current
-    piece of work. The reward ensemble of each round is trained from scratch on all labels.
+    piece of work. The reward ensemble of each round is trained on all labels so far, from
+    the previous round's ensemble (``config.warm_start``) or from scratch.
     """
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
@@ -363,6 +372,9 @@ def preference_loop(
 
     labelled: list[Segments] = []  # two segments per asked pair, in pair order
     answers: list[float | None] = []
+    # Held-out membership per asked pair, drawn once (own stream: the queries stay as they were).
+    held_draws: list[float] = []
+    held_rng = np.random.default_rng([config.seed, 1])
     history: list[dict[str, float]] = []
     ensemble: RewardEnsemble | None = None
     reward_result: TrainingResult | None = None
@@ -378,6 +390,7 @@ def preference_loop(
         )
         labelled.append(pool.take(pairs.reshape(-1)))
         answers.extend(labeler(pool, pairs))
+        held_draws.extend(held_rng.random(len(pairs)).tolist())
 
     def fit() -> tuple[RewardEnsemble, TrainingResult]:
         segments = Segments.concatenate(labelled)
@@ -390,7 +403,19 @@ def preference_loop(
             preferences=torch.as_tensor([answers[i] for i in index], dtype=torch.float32),
             true_returns=torch.as_tensor(segments.rewards.sum(1), dtype=torch.float32),
         )
-        return train_reward_model(dataset, net_config, reward_config)
+        if not config.warm_start:
+            return train_reward_model(dataset, net_config, reward_config)
+        held_out = torch.as_tensor(np.array(held_draws)[index] < reward_config.held_out_fraction)
+        if len(index) >= 2 and reward_config.held_out_fraction > 0:
+            # As the random split does: at least one pair on each side (only ever changes
+            # membership while there are a handful of labels).
+            if not held_out.any():
+                held_out[0] = True
+            if held_out.all():
+                held_out[-1] = False
+        return train_reward_model(
+            dataset, net_config, reward_config, init=ensemble, held_out=held_out
+        )
 
     # 0. Random policy, first labels, first reward model.
     episodes = collect_random_episodes(

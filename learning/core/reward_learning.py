@@ -273,6 +273,8 @@ def train_reward_model(
     callback: TrainingCallback | None = None,
     *,
     start: TrainingState | None = None,
+    init: RewardEnsemble | None = None,
+    held_out: torch.Tensor | None = None,
 ) -> tuple[RewardEnsemble, TrainingResult]:
     """Fit a K-member reward ensemble to ``dataset``'s preferences; see the module docstring.
 
@@ -288,6 +290,14 @@ def train_reward_model(
     training on to 2N gives the same weights as 2N epochs in one call (on CPU, bit for bit).
     ``train_config`` may differ from the state's in ``max_epochs`` (to extend a run); the
     split, resampling and net shape come from the same seed and configs.
+
+    ``init`` warm-starts from another ensemble of the same net config and shapes (typically
+    the previous round's, fitted on a subset of these labels): its weights *and* its input
+    statistics are where training starts, so the first epoch begins from the function it
+    had learned; the optimiser starts fresh. ``held_out`` (P,) bool, True = held out,
+    replaces the seeded random split — a warm start needs a split that is stable across
+    calls, or pairs the previous model trained on would be held out and flatter its
+    held-out loss.
     """
     cfg = train_config
     started = time.perf_counter()
@@ -299,7 +309,16 @@ def train_reward_model(
     generator = torch.Generator().manual_seed(cfg.seed)  # init, resampling and order, on CPU
 
     # 1. Split by pair.
-    train_index, held_index = data.split(cfg.held_out_fraction, seed=cfg.seed)
+    if held_out is not None:
+        if held_out.shape != (data.num_pairs,) or held_out.dtype != torch.bool:
+            raise ValueError(
+                f"held_out must be a ({data.num_pairs},) bool mask over the pairs, "
+                f"got {tuple(held_out.shape)} {held_out.dtype}."
+            )
+        mask = held_out.to(device)
+        train_index, held_index = (~mask).nonzero().flatten(), mask.nonzero().flatten()
+    else:
+        train_index, held_index = data.split(cfg.held_out_fraction, seed=cfg.seed)
     if train_index.numel() == 0:
         raise ValueError("No preference pairs to train on.")
     # On a few held-out pairs the loss jumps by whole pairs: early stopping on it stops at a
@@ -310,7 +329,17 @@ def train_reward_model(
     ensemble = RewardEnsemble(net_config, data.obs_shape, data.act_dim, generator=generator).to(
         device
     )
-    ensemble.fit_input_normalisation(data.observations, data.actions)
+    if init is not None and start is None:
+        if (init.config, init.obs_shape, init.act_dim) != (
+            ensemble.config, ensemble.obs_shape, ensemble.act_dim
+        ):
+            raise ResumeMismatch(
+                "init was built for another net config or data shape; warm-start only from "
+                "an ensemble of the same RewardNetConfig on the same observation/action spaces."
+            )
+        ensemble.load_state_dict(init.state_dict())  # weights and input statistics
+    else:
+        ensemble.fit_input_normalisation(data.observations, data.actions)
     # The fused kernel updates every parameter in one launch (CUDA only).
     optimiser = torch.optim.Adam(
         ensemble.parameters(),

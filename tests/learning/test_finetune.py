@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -278,6 +279,43 @@ def test_tiny_preference_loop_end_to_end(env_id: str) -> None:
     assert result.evaluation is not None and np.isfinite(result.evaluation.mean_return)
     assert type(result.model).__name__.lower() == ("ppo" if env_id == "CartPole-v1" else "sac")
     assert any("reward_held_out_accuracy" in m for _, m in recording.history)
+
+
+@pytest.mark.parametrize("warm_start", [True, False])
+def test_reward_refits_warm_start_from_the_last_ensemble_on_a_fixed_split(
+    warm_start: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import learning.core.loop as loop_module
+
+    calls: list[tuple[object, torch.Tensor | None, object]] = []
+    real = loop_module.train_reward_model
+
+    def recording(dataset, net_config, reward_config, **kwargs):  # type: ignore[no-untyped-def]
+        ensemble, result = real(dataset, net_config, reward_config, **kwargs)
+        calls.append((kwargs.get("init"), kwargs.get("held_out"), ensemble))
+        return ensemble, result
+
+    monkeypatch.setattr(loop_module, "train_reward_model", recording)
+    preference_loop(
+        "CartPole-v1",
+        teacher_labeler(teacher("oracle"), seed=0),
+        PreferenceLoopConfig(total_env_steps=700, total_labels=60, segment_length=10, rounds=3,
+                             initial_steps=300, segments_per_round=40, warm_start=warm_start),
+        RewardNetConfig(hidden_sizes=(16,), ensemble_size=2),
+        RewardTrainingConfig(max_epochs=2, device="cpu"),
+        replace(TINY, eval_episodes=0),
+    )
+    assert len(calls) == 3  # the first fit and one refit after each round but the last
+    if not warm_start:
+        assert all(init is None and held_out is None for init, held_out, _ in calls)
+        return
+    assert calls[0][0] is None
+    for (_, earlier_mask, earlier_model), (init, mask, _) in itertools.pairwise(calls):
+        assert init is earlier_model  # each refit starts from the ensemble of the round before
+        assert earlier_mask is not None and mask is not None and len(mask) > len(earlier_mask)
+        assert torch.equal(mask[: len(earlier_mask)], earlier_mask)  # a pair never changes side
+    final_mask = calls[-1][1]
+    assert final_mask is not None and 0 < int(final_mask.sum()) < len(final_mask)
 
 
 def test_finetune_starts_from_an_imported_sb3_checkpoint(tmp_path: Path) -> None:

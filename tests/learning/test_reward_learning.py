@@ -314,3 +314,42 @@ def test_a_training_state_loads_weights_only_and_refuses_a_different_net(tmp_pat
     save_reward_model(tmp_path / "model.pt", ensemble)
     with pytest.raises(RewardCheckpointError, match="not a training state"):
         load_training_state(tmp_path / "model.pt")
+
+
+# ----------------------------------------------------------------------------- warm start, fixed split
+
+
+def test_a_warm_start_begins_from_the_given_ensemble_and_converges_in_fewer_epochs() -> None:
+    dataset = linear_reward_dataset()
+    config = replace(FAST, max_epochs=200, patience=5)
+    first, fresh = train_reward_model(dataset, SMALL_NET, config)
+
+    # Weights and input statistics come from `init`: a zero learning rate changes nothing.
+    still, _ = train_reward_model(dataset, SMALL_NET, replace(config, lr=1e-12, max_epochs=1), init=first)
+    raw = {"normalise_output": False}
+    torch.testing.assert_close(
+        still(dataset.observations, dataset.actions, **raw), first(dataset.observations, dataset.actions, **raw)
+    )
+    torch.testing.assert_close(still.obs_mean, first.obs_mean)
+
+    # Starting from a fitted model, early stopping ends the refit sooner, as good as before.
+    _, warm = train_reward_model(dataset, SMALL_NET, config, init=first)
+    assert warm.epochs < fresh.epochs
+    assert warm.held_out_accuracy >= fresh.held_out_accuracy - 0.02
+
+
+def test_a_warm_start_refuses_an_ensemble_of_another_shape() -> None:
+    dataset = linear_reward_dataset(segments=30, pairs=40)
+    other, _ = train_reward_model(dataset, replace(SMALL_NET, ensemble_size=2), RewardTrainingConfig(max_epochs=1))
+    with pytest.raises(ResumeMismatch, match="init was built for another net"):
+        train_reward_model(dataset, SMALL_NET, RewardTrainingConfig(max_epochs=1), init=other)
+
+
+def test_a_held_out_mask_replaces_the_random_split() -> None:
+    dataset = linear_reward_dataset(segments=30, pairs=40)
+    mask = torch.zeros(40, dtype=torch.bool)
+    mask[[3, 7, 11]] = True
+    _, result = train_reward_model(dataset, SMALL_NET, RewardTrainingConfig(max_epochs=1), held_out=mask)
+    assert (result.num_train_pairs, result.num_held_out_pairs) == (37, 3)
+    with pytest.raises(ValueError, match="bool mask over the pairs"):
+        train_reward_model(dataset, SMALL_NET, RewardTrainingConfig(max_epochs=1), held_out=mask[:10])
