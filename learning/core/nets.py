@@ -205,6 +205,30 @@ class RewardEnsemble(nn.Module):
             self.act_std.copy_(acts.std(0, unbiased=False).clamp_min(1e-6))
 
     @torch.no_grad()
+    def restandardise_inputs(self, observations: torch.Tensor, actions: torch.Tensor | None) -> None:
+        """Refit the input statistics to new data (as :meth:`fit_input_normalisation`) without
+        changing the function the net computes: the first layer absorbs the change, since
+        (x − m_old)/s_old = (x − m_new)/s_new · s_new/s_old + (m_new − m_old)/s_old. Used to
+        warm-start on data that has moved (a policy that now goes where the random one never
+        went). Features that were constant before (std at the floor) get no correction: their
+        normalised input was always 0, so the net never learned from them. Pixel nets refit
+        their single statistic and keep their weights."""
+        if self.torso is not None:
+            self.fit_input_normalisation(observations, actions)
+            return
+        old_mean = torch.cat([self.obs_mean.reshape(-1), self.act_mean])
+        old_std = torch.cat([self.obs_std.reshape(-1), self.act_std])
+        self.fit_input_normalisation(observations, actions)
+        new_mean = torch.cat([self.obs_mean.reshape(-1), self.act_mean])
+        new_std = torch.cat([self.obs_std.reshape(-1), self.act_std])
+        was_constant = old_std <= 1e-6
+        scale = torch.where(was_constant, torch.ones_like(old_std), new_std / old_std)  # (in,)
+        shift = torch.where(was_constant, torch.zeros_like(old_std), (new_mean - old_mean) / old_std)
+        first = self.layers[0]  # weight (K, in, out), bias (K, 1, out)
+        first.bias += torch.einsum("i,kio->ko", shift, first.weight)[:, None, :]
+        first.weight *= scale[None, :, None]
+
+    @torch.no_grad()
     def fit_output_normalisation(self, raw_rewards: torch.Tensor) -> None:
         """Set each member's output to zero mean, unit std over ``raw_rewards`` (K, N), which
         must be *unnormalised* per-step rewards (``normalise_output=False``)."""

@@ -292,9 +292,10 @@ def train_reward_model(
     split, resampling and net shape come from the same seed and configs.
 
     ``init`` warm-starts from another ensemble of the same net config and shapes (typically
-    the previous round's, fitted on a subset of these labels): its weights *and* its input
-    statistics are where training starts, so the first epoch begins from the function it
-    had learned; the optimiser starts fresh. ``held_out`` (P,) bool, True = held out,
+    the previous round's, fitted on a subset of these labels): training starts from the
+    function it had learned, with input statistics refitted to this dataset and its first
+    layer adjusted to match (:meth:`RewardEnsemble.restandardise_inputs`); the optimiser
+    starts fresh. ``held_out`` (P,) bool, True = held out,
     replaces the seeded random split — a warm start needs a split that is stable across
     calls, or pairs the previous model trained on would be held out and flatter its
     held-out loss.
@@ -337,7 +338,10 @@ def train_reward_model(
                 "init was built for another net config or data shape; warm-start only from "
                 "an ensemble of the same RewardNetConfig on the same observation/action spaces."
             )
-        ensemble.load_state_dict(init.state_dict())  # weights and input statistics
+        ensemble.load_state_dict(init.state_dict())
+        # The statistics follow the data (later rounds visit states the random policy never
+        # did); the first layer is adjusted so the warm start is still init's function.
+        ensemble.restandardise_inputs(data.observations, data.actions)
     else:
         ensemble.fit_input_normalisation(data.observations, data.actions)
     # The fused kernel updates every parameter in one launch (CUDA only).

@@ -338,6 +338,20 @@ def test_a_warm_start_begins_from_the_given_ensemble_and_converges_in_fewer_epoc
     assert warm.held_out_accuracy >= fresh.held_out_accuracy - 0.02
 
 
+def test_restandardising_inputs_follows_new_data_and_keeps_the_function() -> None:
+    generator = torch.Generator().manual_seed(0)
+    ensemble = RewardEnsemble(SMALL_NET, (4,), 1, generator=generator)
+    ensemble.fit_input_normalisation(torch.randn(50, 10, 4, generator=generator), torch.randn(50, 10, 1))
+    moved_obs = 5 + 3 * torch.randn(50, 10, 4, generator=generator)  # a policy that went elsewhere
+    moved_act = torch.randn(50, 10, 1, generator=generator) - 2
+    before = ensemble(moved_obs, moved_act, normalise_output=False)
+
+    ensemble.restandardise_inputs(moved_obs, moved_act)
+
+    torch.testing.assert_close(ensemble.obs_mean, moved_obs.reshape(-1, 4).mean(0))
+    torch.testing.assert_close(ensemble(moved_obs, moved_act, normalise_output=False), before, rtol=1e-4, atol=1e-4)
+
+
 def test_a_warm_start_refuses_an_ensemble_of_another_shape() -> None:
     dataset = linear_reward_dataset(segments=30, pairs=40)
     other, _ = train_reward_model(dataset, replace(SMALL_NET, ensemble_size=2), RewardTrainingConfig(max_epochs=1))
