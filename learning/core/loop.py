@@ -112,9 +112,9 @@ class PreferenceLoopConfig(_ConfigBase):
     training one reward model; input statistics refitted, function kept) instead of from
     scratch, and every pair stays on the side of the held-out split it was first put on, so
     the warm model's held-out pairs are ones it never trained on. Cuts a Pendulum run's refit
-    epochs by about a third, but off by default: on CartPole-v1 it left one oracle seed of
-    three at 0.4–0.5 normalised in two variants (docs/benchmarks.md), where fresh refits
-    reach 1.0."""
+    epochs by about a third. Off by default: on CartPole-v1 (2-core VM) it left one or two
+    seeds of six at 0.37–0.58 normalised (two variants, docs/benchmarks.md) — though fresh
+    refits also left one seed at 0.49 on that machine, so the evidence against it is weak."""
 
     absorbing: bool = True
     """Pad segments past a termination with absorbing steps and give reward nets the flag
