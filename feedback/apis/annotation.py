@@ -294,16 +294,20 @@ class CampaignNextApi(APIView):
         return Response(lease)
 
 
-def next_lease(request: Request, *, campaign_id: int, exclude: list[int]) -> dict[str, Any] | None:
+def next_lease(
+    request: Request, *, campaign_id: int, exclude: list[int], campaign: Campaign | None = None
+) -> dict[str, Any] | None:
     """The caller's next lease in the campaign as the API shows it; None when none is left.
 
+    ``campaign``: the campaign row with ``may_label`` for the caller, when already read.
     Raises NotFound (no such campaign), PermissionDenied (not invited) and
     ``services.CampaignClosed``.
     """
-    try:
-        campaign = selectors.campaign_for_labelling(campaign_id=campaign_id, user=request.user)
-    except Campaign.DoesNotExist:
-        raise exceptions.NotFound(f"No campaign with id {campaign_id}.") from None
+    if campaign is None:
+        try:
+            campaign = selectors.campaign_for_labelling(campaign_id=campaign_id, user=request.user)
+        except Campaign.DoesNotExist:
+            raise exceptions.NotFound(f"No campaign with id {campaign_id}.") from None
     try:
         assignment = services.assignment_lease_next(campaign=campaign, annotator=request.user, exclude_ids=exclude)
     except services.NotInvited as exc:
@@ -406,6 +410,7 @@ class JudgementApi(APIView):
                 annotator=request.user,
                 answer=answer,
                 is_simulated=_is_simulated(request.user),
+                with_campaign=next_exclude is not None,
             )
         except Assignment.DoesNotExist:
             raise exceptions.NotFound(f"No assignment with id {assignment_id}.") from None
@@ -420,13 +425,16 @@ class JudgementApi(APIView):
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         body = self._output(judgement)
         if next_exclude is not None:
-            body.update(self._next(request, campaign_id=judgement.campaign_id, exclude=next_exclude))
+            body.update(self._next(request, judgement=judgement, exclude=next_exclude))
         return Response(body, status=201 if created else 200)
 
     @staticmethod
-    def _next(request: Request, *, campaign_id: int, exclude: list[int]) -> dict[str, Any]:
+    def _next(request: Request, *, judgement: Judgement, exclude: list[int]) -> dict[str, Any]:
         try:
-            return {"next": next_lease(request, campaign_id=campaign_id, exclude=exclude)}
+            lease = next_lease(
+                request, campaign_id=judgement.campaign_id, exclude=exclude, campaign=judgement.leasing_campaign
+            )
+            return {"next": lease}
         except (services.CampaignClosed, exceptions.APIException) as exc:
             detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
             return {"next": None, "next_detail": str(detail)}

@@ -359,6 +359,7 @@ def judgement_record(
     answer: JudgementInput,
     is_simulated: bool = False,
     now: datetime | None = None,
+    with_campaign: bool = False,
 ) -> tuple[Judgement, bool]:
     """Record ``answer`` for an assignment; returns ``(judgement, created)``.
 
@@ -367,11 +368,15 @@ def judgement_record(
     ``JudgementConflict`` (a different answer was already recorded). An identical resubmit
     (same preference, desirabilities and confidence) returns the stored judgement.
     Either way the judgement carries its campaign's id as ``campaign_id`` (as a queryset
-    annotation would), for a caller that leases the next pair of the same campaign.
+    annotation would), for a caller that leases the next pair of the same campaign; with
+    ``with_campaign`` also the campaign row itself, with ``may_label`` for the annotator, as
+    ``leasing_campaign`` (read by the same statement that locks the assignment).
     """
     now = now or timezone.now()
     with transaction.atomic():
-        assignment = sql.lock_assignment(assignment_id=assignment_id)
+        assignment = sql.lock_assignment(
+            assignment_id=assignment_id, campaign_for=annotator if with_campaign else None
+        )
         if assignment is None:
             raise Assignment.DoesNotExist(f"No assignment with id {assignment_id}.")
         if assignment.annotator_id != annotator.pk:
@@ -386,6 +391,7 @@ def judgement_record(
             same = all(getattr(existing, field) == value for field, value in canonical.items())
             if same:
                 existing.campaign_id = assignment.campaign_id
+                existing.leasing_campaign = assignment.campaign
                 return existing, False
             raise JudgementConflict(
                 "A different judgement was already recorded for this assignment; judgements cannot "
@@ -424,4 +430,5 @@ def judgement_record(
     judgement._state.adding = False
     judgement._state.db = connection.alias
     judgement.campaign_id = campaign_id
+    judgement.leasing_campaign = assignment.campaign
     return judgement, True

@@ -14,6 +14,7 @@ its ``BEGIN IMMEDIATE`` transaction, which already serialises writers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -106,37 +107,43 @@ def _tables(vendor: str) -> _Tables:
 
 
 @lru_cache(maxsize=2)
-def _campaign_sql(vendor: str) -> tuple[str, list[str]]:
+def _campaign_columns(vendor: str) -> tuple[str, list[str]]:
+    """The campaign row (alias ``c``) and, last, whether the user (two ``%s``) may label it."""
     t = _tables(vendor)
     fields = [field.attname for field in Campaign._meta.concrete_fields]
     columns = ", ".join(f"c.{_qn(field.column)}" for field in Campaign._meta.concrete_fields)
     # The same rule as services.annotation.may_label_q: open to everyone when the campaign
     # names no group and invites nobody, else to the invited and to members of its groups.
     sql = (
-        f"SELECT {columns}, ("
+        f"{columns}, ("
         f"(NOT EXISTS (SELECT 1 FROM {t.allowed_groups} x WHERE x.{t.allowed_groups_campaign} = c.id)"
         f" AND NOT EXISTS (SELECT 1 FROM {t.invited} x WHERE x.{t.invited_campaign} = c.id))"
         f" OR EXISTS (SELECT 1 FROM {t.invited} x WHERE x.{t.invited_campaign} = c.id AND x.{t.invited_user} = %s)"
         f" OR EXISTS (SELECT 1 FROM {t.allowed_groups} x JOIN {t.user_groups} ug"
         f" ON ug.{_qn('group_id')} = x.{t.allowed_groups_group}"
         f" WHERE x.{t.allowed_groups_campaign} = c.id AND ug.{_qn('user_id')} = %s)"
-        f") FROM {t.campaign} c WHERE c.id = %s"
+        f")"
     )
     return sql, fields
 
 
+def _campaign_from_row(row: Sequence[Any]) -> Campaign:
+    """A campaign from ``_campaign_columns``' values, with ``may_label`` set."""
+    _, fields = _campaign_columns(connection.vendor)
+    campaign = Campaign.from_db(connection.alias, fields, row[: len(fields)])
+    campaign.adaptive_overlap = bool(campaign.adaptive_overlap)  # SQLite answers 0/1
+    campaign.may_label = bool(row[len(fields)])  # type: ignore[attr-defined]
+    return campaign
+
+
 def campaign_with_may_label(*, campaign_id: int, user: Any) -> Campaign | None:
     """The campaign row with ``may_label`` set (one query), or None when there is none."""
-    sql, fields = _campaign_sql(connection.vendor)
+    columns, _ = _campaign_columns(connection.vendor)
+    sql = f"SELECT {columns} FROM {_tables(connection.vendor).campaign} c WHERE c.id = %s"
     with hot_cursor() as cursor:
         cursor.execute(sql, [user.pk, user.pk, campaign_id])
         row = cursor.fetchone()
-    if row is None:
-        return None
-    campaign = Campaign.from_db(connection.alias, fields, row[: len(fields)])
-    campaign.adaptive_overlap = bool(campaign.adaptive_overlap)  # SQLite answers 0/1
-    campaign.may_label = bool(row[-1])  # type: ignore[attr-defined]
-    return campaign
+    return None if row is None else _campaign_from_row(row)
 
 
 # --- leasing --------------------------------------------------------------------------------------
@@ -293,21 +300,29 @@ class LockedAssignment:
     campaign_id: int
     adaptive_overlap: bool
     max_overlap: int
+    campaign: Campaign | None = None
+    """The whole campaign row with ``may_label`` for the caller, when asked for."""
 
 
-def lock_assignment(*, assignment_id: int) -> LockedAssignment | None:
-    """Lock the assignment row (PostgreSQL) and read it with its pair and campaign."""
+def lock_assignment(*, assignment_id: int, campaign_for: Any = None) -> LockedAssignment | None:
+    """Lock the assignment row (PostgreSQL) and read it with its pair and campaign; with
+    ``campaign_for`` (a user) also the campaign row and whether that user may label it,
+    in the same statement (a judgement that also leases the next pair needs it)."""
     t = _tables(connection.vendor)
     lock = " FOR UPDATE OF a" if _postgres() else ""
+    extra, params = "", [assignment_id]
+    if campaign_for is not None:
+        extra = ", " + _campaign_columns(connection.vendor)[0]
+        params = [campaign_for.pk, campaign_for.pk, assignment_id]
     sql = (
         f"SELECT a.id, a.{_qn('annotator_id')}, a.{_qn('pair_id')}, a.{_qn('left_is_a')}, "
         f"a.{_qn('completed_at')} IS NOT NULL, a.{_qn('holds_slot')}, p.{_qn('is_gold')}, "
         f"p.{_qn('repeat_of_id')} IS NOT NULL, p.{_qn('campaign_id')}, c.{_qn('adaptive_overlap')}, "
-        f"c.{_qn('max_overlap')} FROM {t.assignment} a JOIN {t.pair} p ON p.id = a.{_qn('pair_id')} "
+        f"c.{_qn('max_overlap')}{extra} FROM {t.assignment} a JOIN {t.pair} p ON p.id = a.{_qn('pair_id')} "
         f"JOIN {t.campaign} c ON c.id = p.{_qn('campaign_id')} WHERE a.id = %s{lock}"
     )
     with hot_cursor() as cursor:
-        cursor.execute(sql, [assignment_id])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -315,6 +330,7 @@ def lock_assignment(*, assignment_id: int) -> LockedAssignment | None:
         id=row[0], annotator_id=row[1], pair_id=row[2], left_is_a=bool(row[3]), completed=bool(row[4]),
         holds_slot=bool(row[5]), pair_is_gold=bool(row[6]), pair_is_repeat=bool(row[7]), campaign_id=row[8],
         adaptive_overlap=bool(row[9]), max_overlap=row[10],
+        campaign=_campaign_from_row(row[11:]) if campaign_for is not None else None,
     )
 
 

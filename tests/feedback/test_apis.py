@@ -648,9 +648,10 @@ def test_next_and_judgement_run_a_fixed_number_of_queries(
         client.post(_judgement_url(lease["assignment_id"]), VALID_ANSWER, format="json")
 
 
-# Both at once: the judgement's queries, then the lease's without a second token lookup.
+# Both at once: the judgement's queries, then the lease's without a second token lookup and
+# without the campaign query (the campaign row comes with the judgement's assignment lock).
 JUDGEMENT_WITH_NEXT_QUERIES = {
-    vendor: JUDGEMENT_QUERIES[vendor] + NEXT_NEW_LEASE_QUERIES[vendor] - 1 for vendor in JUDGEMENT_QUERIES
+    vendor: JUDGEMENT_QUERIES[vendor] + NEXT_NEW_LEASE_QUERIES[vendor] - 2 for vendor in JUDGEMENT_QUERIES
 }
 
 
@@ -701,6 +702,24 @@ def test_a_judgement_whose_next_pair_cannot_be_leased_is_still_stored(
     assert response.json()["next"] is None and "paused" in response.json()["next_detail"]
     assert Judgement.objects.filter(assignment_id=lease["assignment_id"]).exists()
     assert Assignment.objects.count() == 1
+
+
+def test_a_judgement_does_not_lease_the_next_pair_of_a_campaign_no_longer_open_to_the_caller(
+    quick_campaign: Callable[..., Campaign], annotator: Any, other_annotator: Any,
+    api_client_for: Callable[..., Any],
+) -> None:
+    campaign = quick_campaign(pairs=3)
+    client = api_client_for(annotator)
+    lease = client.post(_next_url(campaign), {}, format="json").json()
+    campaign.invited.add(other_annotator)  # now invitation-only, and the caller is not invited
+    response = client.post(_judgement_url(lease["assignment_id"]), {**VALID_ANSWER, "next": {}}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["next"] is None and "invited" in response.json()["next_detail"]
+    assert Assignment.objects.count() == 1
+    campaign.invited.add(annotator)  # invited: the same request form leases again
+    second = client.post(_next_url(campaign), {}, format="json").json()
+    response = client.post(_judgement_url(second["assignment_id"]), {**VALID_ANSWER, "next": {}}, format="json")
+    assert response.json()["next"]["assignment_id"] not in (lease["assignment_id"], second["assignment_id"])
 
 
 @pytest.mark.parametrize(
