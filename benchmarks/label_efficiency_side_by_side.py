@@ -75,42 +75,17 @@ def main() -> None:
             )
             load_before = _load()
             started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            # The same run for both: env, teacher, one seed.
+            run = ["--envs", args.env, "--teachers", teacher, "--seeds", "1", "--first-seed", str(seed)]
             preflab, preflab_t0 = _start(
                 [
-                    sys.executable,
-                    str(HERE / "label_efficiency.py"),
-                    "--suite",
-                    "preference",
-                    "--envs",
-                    args.env,
-                    "--teachers",
-                    teacher,
-                    "--seeds",
-                    "1",
-                    "--first-seed",
-                    str(seed),
-                    "--references",
-                    str(args.references),
-                    "--out",
-                    str(preflab_out),
+                    sys.executable, str(HERE / "label_efficiency.py"), "--suite", "preference", *run,
+                    "--references", str(args.references), "--out", str(preflab_out),
                 ],
                 scratch / f"preflab_{tag}.log",
             )
             imitation, imitation_t0 = _start(
-                [
-                    args.imitation_python,
-                    str(HERE / "label_efficiency_imitation.py"),
-                    "--envs",
-                    args.env,
-                    "--teachers",
-                    teacher,
-                    "--seeds",
-                    "1",
-                    "--first-seed",
-                    str(seed),
-                    "--out",
-                    str(imitation_out),
-                ],
+                [args.imitation_python, str(HERE / "label_efficiency_imitation.py"), *run, "--out", str(imitation_out)],
                 scratch / f"imitation_{tag}.log",
             )
             loads: list[float] = []
