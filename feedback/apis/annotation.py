@@ -430,14 +430,11 @@ class JudgementApi(APIView):
 
     @staticmethod
     def _next(request: Request, *, judgement: Judgement, exclude: list[int]) -> dict[str, Any]:
+        campaign = judgement.leasing_campaign  # read with the judgement (with_campaign)
         try:
-            lease = next_lease(
-                request, campaign_id=judgement.campaign_id, exclude=exclude, campaign=judgement.leasing_campaign
-            )
-            return {"next": lease}
+            return {"next": next_lease(request, campaign_id=campaign.pk, exclude=exclude, campaign=campaign)}
         except (services.CampaignClosed, exceptions.APIException) as exc:
-            detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-            return {"next": None, "next_detail": str(detail)}
+            return {"next": None, "next_detail": str(getattr(exc, "detail", exc))}
 
     @staticmethod
     def _output(judgement: Judgement) -> dict[str, Any]:

@@ -367,10 +367,9 @@ def judgement_record(
     ``AssignmentGone`` (the lease lapsed and the pair is now held by others) and
     ``JudgementConflict`` (a different answer was already recorded). An identical resubmit
     (same preference, desirabilities and confidence) returns the stored judgement.
-    Either way the judgement carries its campaign's id as ``campaign_id`` (as a queryset
-    annotation would), for a caller that leases the next pair of the same campaign; with
-    ``with_campaign`` also the campaign row itself, with ``may_label`` for the annotator, as
-    ``leasing_campaign`` (read by the same statement that locks the assignment).
+    With ``with_campaign`` the judgement carries its campaign row, with ``may_label`` for the
+    annotator, as ``leasing_campaign`` (as a queryset annotation would; read by the statement
+    that locks the assignment), for a caller that leases the next pair of the same campaign.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -390,7 +389,6 @@ def judgement_record(
         if existing is not None:
             same = all(getattr(existing, field) == value for field, value in canonical.items())
             if same:
-                existing.campaign_id = assignment.campaign_id
                 existing.leasing_campaign = assignment.campaign
                 return existing, False
             raise JudgementConflict(
@@ -429,6 +427,5 @@ def judgement_record(
                           created_at=now, **values)
     judgement._state.adding = False
     judgement._state.db = connection.alias
-    judgement.campaign_id = campaign_id
     judgement.leasing_campaign = assignment.campaign
     return judgement, True
