@@ -109,39 +109,25 @@ def main() -> None:
                 "load_1min_mean": sum(loads) / len(loads),
                 "load_1min_after": _load(),
             }
-            try:
-                run = next(
-                    r
-                    for r in json.loads(preflab_out.read_text())["runs"]
-                    if r["kind"] == "preference"
-                )
-                row["preflab"] = {
-                    "true_return": run["true_return_mean"],
-                    "normalised": normalised(run["true_return_mean"]),
-                    "wall_time_s": run["wall_time_s"],
-                    "process_wall_time_s": process_wall["preflab"],
-                    "reward_held_out_accuracy": run.get("reward_held_out_accuracy"),
-                    "history": run.get("history"),
-                }
-            except (OSError, KeyError, StopIteration, json.JSONDecodeError) as exc:
-                row["preflab"] = {
-                    "error": repr(exc),
-                    "log": (scratch / f"preflab_{tag}.log").read_text()[-2000:],
-                }
-            try:
-                run = json.loads(imitation_out.read_text())["runs"][0]
-                row["imitation"] = {
-                    "true_return": run["true_return_mean"],
-                    "normalised": normalised(run["true_return_mean"]),
-                    "wall_time_s": run["wall_time_s"],
-                    "process_wall_time_s": process_wall["imitation"],
-                    "error": run.get("error"),
-                }
-            except (OSError, KeyError, IndexError, json.JSONDecodeError) as exc:
-                row["imitation"] = {
-                    "error": repr(exc),
-                    "log": (scratch / f"imitation_{tag}.log").read_text()[-2000:],
-                }
+            def result(system: str, out: Path, pick: Any, **extra: Any) -> dict[str, Any]:
+                """One system's run from its result file, or the error and its log's tail."""
+                try:
+                    run = pick(json.loads(out.read_text())["runs"])
+                    return {
+                        "true_return": run["true_return_mean"],
+                        "normalised": normalised(run["true_return_mean"]),
+                        "wall_time_s": run["wall_time_s"],
+                        "process_wall_time_s": process_wall[system],
+                        **{key: run.get(field) for key, field in extra.items()},
+                    }
+                except (OSError, KeyError, IndexError, StopIteration, json.JSONDecodeError) as exc:
+                    return {"error": repr(exc), "log": (scratch / f"{system}_{tag}.log").read_text()[-2000:]}
+
+            row["preflab"] = result(
+                "preflab", preflab_out, lambda runs: next(r for r in runs if r["kind"] == "preference"),
+                reward_held_out_accuracy="reward_held_out_accuracy", history="history",
+            )
+            row["imitation"] = result("imitation", imitation_out, lambda runs: runs[0], error="error")
             pairs.append(row)
             print(
                 json.dumps(
