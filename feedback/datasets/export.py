@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -138,19 +139,24 @@ class ExportStats:
         return counts, statistics
 
 
+PROVENANCE = ("id", "trajectory_id", "start", "end", "true_return", "trajectory__seed",
+              "trajectory__policy__name", "trajectory__policy__kind")
+
+
 class SegmentTable:
     """Provenance of every segment the campaigns' pairs use, as sorted arrays (bounded by
     the segment pool, not by the number of pairs or votes)."""
 
     def __init__(self, campaign_ids: list[int]) -> None:
         pairs = Pair.objects.filter(campaign_id__in=campaign_ids)
-        rows = list(Segment.objects.filter(
+        self._set(list(Segment.objects.filter(
             Q(id__in=pairs.values("segment_a_id")) | Q(id__in=pairs.values("segment_b_id"))
-        ).order_by("id").values_list(
-            "id", "trajectory_id", "start", "end", "true_return", "trajectory__seed",
-            "trajectory__policy__name", "trajectory__policy__kind",
-        ))
-        columns = list(zip(*rows)) if rows else [()] * 8
+        ).order_by("id").values_list(*PROVENANCE)))
+        # Desirability votes per segment (desirable, undesirable, unsure) in the export.
+        self.votes = np.zeros((len(self.ids), 3), dtype=np.int64)
+
+    def _set(self, rows: list[tuple[Any, ...]]) -> None:
+        columns = list(zip(*rows)) if rows else [()] * len(PROVENANCE)
         self.ids = np.asarray(columns[0], dtype=np.int64)
         self.trajectory_ids = np.asarray(columns[1], dtype=np.int64)
         self.arrow = {
@@ -162,10 +168,27 @@ class SegmentTable:
             "policy": pa.array(columns[6], pa.string()),
             "policy_kind": pa.array(columns[7], pa.string()),
         }
-        # Desirability votes per segment (desirable, undesirable, unsure) in the export.
-        self.votes = np.zeros((len(self.ids), 3), dtype=np.int64)
 
     def index(self, segment_ids: np.ndarray) -> np.ndarray:
+        """Row of each segment id. A pair created (and labelled) after this table was read
+        can reach the stream, which is a later read: its segments are added here rather
+        than matched to a neighbour's provenance by ``searchsorted``."""
+        found = np.searchsorted(self.ids, segment_ids)
+        hit = found < len(self.ids)
+        hit[hit] = self.ids[found[hit]] == segment_ids[hit]
+        if hit.all():
+            return found
+        missing = sorted(set(segment_ids[~hit].tolist()))
+        rows = list(zip(*(c.to_pylist() for c in self.arrow.values())))
+        old = [(int(i), *r) for i, r in zip(self.ids, rows)]
+        extra = read_beside_stream(
+            lambda: list(Segment.objects.filter(id__in=missing).values_list(*PROVENANCE)))
+        if len(extra) != len(missing):
+            raise DatasetExportError("A segment was deleted while the export ran; start the export again.")
+        order = sorted(range(len(old) + len(extra)), key=lambda k: (old + extra)[k][0])
+        self._set([(old + extra)[k] for k in order])
+        votes = np.concatenate([self.votes, np.zeros((len(extra), 3), dtype=np.int64)])
+        self.votes = votes[order]
         return np.searchsorted(self.ids, segment_ids)
 
 
@@ -220,6 +243,37 @@ ROW_SCHEMA = pa.schema([
 ROW_FIELDS = tuple(ROW_SCHEMA.names)
 
 
+_stream = threading.local()  # copy_open: this thread's connection is busy with the export's COPY
+T = TypeVar("T")
+
+
+def read_beside_stream(read: Callable[[], T]) -> T:
+    """Run a read while the judgements stream. On PostgreSQL the COPY holds the main
+    connection (and psycopg's lock on it) until its last row is read, so a read issued in
+    mid-stream would wait on itself forever: it goes through a thread's own short-lived
+    connection instead, as ``feedback.datasets.services._progress_write`` does."""
+    if not getattr(_stream, "copy_open", False):
+        return read()
+    from django.db import connections
+
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(read())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append(exc)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    thread = threading.Thread(target=run, name="dataset-export-read")
+    thread.start()
+    thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]  # type: ignore[no-any-return]
+
+
 def _copy_csv(connection: Any, sql: str, params: Any) -> Iterator[pa.Table]:
     """``COPY (sql) TO STDOUT (FORMAT csv)`` read through libpq directly, parsed by pyarrow
     a few MiB at a time. PostgreSQL sends one message per row; psycopg's ``Copy`` iterator
@@ -255,6 +309,7 @@ def _copy_csv(connection: Any, sql: str, params: Any) -> Iterator[pa.Table]:
             raise DatasetExportError(f"The database refused the export query: {message}")
         block: list[bytes] = []
         size = 0
+        _stream.copy_open = True
         try:
             while True:
                 n, data = pgconn.get_copy_data(0)
@@ -272,6 +327,8 @@ def _copy_csv(connection: Any, sql: str, params: Any) -> Iterator[pa.Table]:
             # another statement until the COPY is drained, so drop it; Django reconnects.
             connection.close()
             raise
+        finally:
+            _stream.copy_open = False
         final = pgconn.get_result()
         while pgconn.get_result() is not None:
             pass
@@ -321,21 +378,35 @@ class PairBatcher:
         self.min_agreement = filters.min_agreement
         self.segments = segments
         self.stats = ExportStats()
-        from django.contrib.auth import get_user_model
-
-        users = list(get_user_model().objects.order_by("pk").values_list("pk", "username"))
-        self.user_ids = np.array([u[0] for u in users], dtype=np.int64)
-        self.usernames = pa.array([u[1] for u in users], pa.string())
+        self._load_users()
         self.campaign_facts = {}
         for pk, campaign in campaigns.items():
             version = ENV_VERSION.search(campaign.env.env_id)
             self.campaign_facts[pk] = (campaign.name, campaign.env.env_id,
                                        int(version.group(1)) if version else None)
 
+    def _load_users(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        users = read_beside_stream(
+            lambda: list(get_user_model().objects.order_by("pk").values_list("pk", "username")))
+        self.user_ids = np.array([u[0] for u in users], dtype=np.int64)
+        self.usernames = pa.array([u[1] for u in users], pa.string())
+
     def _usernames(self, ids: pa.Array) -> pa.Array:
         # Usernames are joined here rather than in SQL: one small lookup table instead of a
-        # join per judgement row.
-        return self.usernames.take(pa.array(np.searchsorted(self.user_ids, ids.to_numpy())))
+        # join per judgement row. An annotator who signed up after the table was read (the
+        # stream is a later read) reloads it, rather than taking a neighbour's name.
+        wanted = ids.to_numpy()
+        for attempt in range(2):
+            found = np.searchsorted(self.user_ids, wanted)
+            hit = found < len(self.user_ids)
+            hit[hit] = self.user_ids[found[hit]] == wanted[hit]
+            if hit.all():
+                return self.usernames.take(pa.array(found))
+            if attempt == 0:
+                self._load_users()
+        raise DatasetExportError("An annotator was deleted while the export ran; start the export again.")
 
     def batch(self, table: pa.Table) -> pa.RecordBatch | None:
         """Complete pairs' judgement rows (ordered by pair) as one record batch of pairs."""
@@ -396,7 +467,8 @@ class PairBatcher:
 
         seg_a = first("pair__segment_a_id").to_numpy()
         seg_b = first("pair__segment_b_id").to_numpy()
-        index_a, index_b = self.segments.index(seg_a), self.segments.index(seg_b)
+        # One lookup for both sides: a lookup may add late segments and renumber the rows.
+        index_a, index_b = np.split(self.segments.index(np.concatenate([seg_a, seg_b])), [len(seg_a)])
         take_a, take_b = pa.array(index_a), pa.array(index_b)
         prov = self.segments.arrow
         campaign_ids = first("pair__campaign_id")

@@ -17,6 +17,9 @@ Contract:
 - Imported campaigns are paused (their pairs are closed); a campaign whose name is taken
   gets `` (imported <hash>)`` appended. Clips are not part of a snapshot: imported segments
   have ``clip_status = none``.
+- Repeats stay repeats. A repeat whose original the export's filters left out gets a
+  closed, unlabelled stand-in original on the same segments (selector
+  ``original-not-in-snapshot``), which no export includes.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from feedback.storage import TrajectoryArrays, TrajectoryFormatError, save_traje
 
 TABLES = ("manifest.json", "pairs.parquet", "segments.parquet")
 MAX_ARCHIVE_MEMBER_BYTES = 50 * 1024**3  # refuse absurd (zip bomb) entries before unpacking
+STAND_IN_SELECTOR = "original-not-in-snapshot"
 
 
 class DatasetImportError(ValueError):
@@ -299,9 +303,27 @@ def _write(folder: Path, manifest: dict[str, Any], *, by: Any, user_prefix: str,
         return users[local]
 
     pair_ids: dict[int, int] = {}
+    stand_ins: dict[int, int] = {}  # exported id of an original not in the snapshot -> its stand-in
     progress: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     preferences = set(Judgement.Preference.values)
     desirabilities = set(Judgement.Desirability.values)
+
+    def original_of(row: dict[str, Any], campaign: Campaign) -> int:
+        """The local id of the pair ``row`` repeats. A repeat is exported without its
+        original when the filters left out the original's votes (a date range, an
+        agreement threshold): a closed, unlabelled stand-in on the same segments takes
+        the original's place, so the repeat stays a repeat (left out of default exports,
+        never counted as progress) and the snapshot still imports."""
+        old = row["repeat_of"]
+        if old in pair_ids:
+            return pair_ids[old]
+        if old not in stand_ins:
+            stand_ins[old] = Pair.objects.create(
+                campaign=campaign, segment_a_id=segment_ids[row["segment_a_id"]],
+                segment_b_id=segment_ids[row["segment_b_id"]], priority=row["priority"] or 0,
+                selector=STAND_IN_SELECTOR, slot_limit=campaign.overlap, is_open=False).pk
+        return stand_ins[old]
+
     for batch in pair_batches(folder / "pairs.parquet"):
         rows = batch.to_pylist()
         pairs = []
@@ -313,9 +335,6 @@ def _write(folder: Path, manifest: dict[str, Any], *, by: Any, user_prefix: str,
                 if row[f"segment_{side}_id"] not in segment_ids:
                     raise DatasetImportError(f"Pair {row['pair_id']} uses segment {row[f'segment_{side}_id']}, "
                                              "which segments.parquet lacks.")
-            if row["repeat_of"] is not None and row["repeat_of"] not in pair_ids:
-                raise DatasetImportError(f"Pair {row['pair_id']} repeats pair {row['repeat_of']}, "
-                                         "which is not in the snapshot.")
             campaign = campaigns[row["campaign_id"]]
             votes = len(row["votes"])
             pairs.append(Pair(
@@ -323,13 +342,22 @@ def _write(folder: Path, manifest: dict[str, Any], *, by: Any, user_prefix: str,
                 segment_b_id=segment_ids[row["segment_b_id"]], priority=row["priority"] or 0,
                 selector=row["selector"] or "", model_version=row["model_version"] or "",
                 is_gold=bool(row["is_gold"]), gold_preference=row["gold_preference"] or "",
-                repeat_of_id=pair_ids.get(row["repeat_of"]) if row["repeat_of"] is not None else None,
                 slots_taken=min(votes, 32_000), slot_limit=min(max(campaign.overlap, votes), 32_000),
                 is_open=False))
-        created_pairs = Pair.objects.bulk_create(pairs)
+        # Originals first, then their repeats: a repeat shows the same two segments, and only
+        # one pair per campaign and segments may be a non-repeat, so a repeat is inserted with
+        # its original's local id already known (the original is often in the same batch).
+        for is_repeat in (False, True):
+            chosen = [(row, pair) for row, pair in zip(rows, pairs) if (row["repeat_of"] is not None) == is_repeat]
+            for row, pair in chosen:
+                if is_repeat:
+                    pair.repeat_of_id = original_of(row, pair.campaign)
+            Pair.objects.bulk_create([pair for _, pair in chosen])
+            for row, pair in chosen:
+                pair_ids[row["pair_id"]] = pair.pk
+        created_pairs = pairs
         for row, pair in zip(rows, created_pairs):
             pair.created_at = row["pair_created_at"]
-            pair_ids[row["pair_id"]] = pair.pk
         Pair.objects.bulk_update(created_pairs, ["created_at"])
         assignments, judgements = [], []
         for row, pair in zip(rows, created_pairs):
