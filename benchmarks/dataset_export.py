@@ -1,7 +1,8 @@
 """Benchmark: export 1,000,000 judgements over 200,000 pairs from PostgreSQL to Parquet.
 
 Target (issue 6): under 30 s and under 1 GiB peak RSS on 2 cores, memory bounded (the rows
-are streamed through a server-side cursor into Parquet row groups, never loaded whole).
+are streamed with ``COPY (…) TO STDOUT``, parsed a few MiB at a time, into Parquet row groups;
+never loaded whole).
 
 1. ``load``: (re)creates the database ``preflab_bench_export`` on 127.0.0.1:5432 (trust
    auth, user postgres), migrates it, and bulk-loads it server-side with INSERT … SELECT

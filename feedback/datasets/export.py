@@ -1,12 +1,12 @@
 """Streaming export: judgements → Parquet (and JSONL) row groups with bounded memory.
 
-The filtered judgements are read once, ordered by pair, through a server-side cursor on
-PostgreSQL (``QuerySet.iterator(chunk_size=…)``), with times as integer microseconds so no
-datetime object is ever made. Each chunk of ``CURSOR_CHUNK`` rows (cut at a pair boundary)
-is turned column-wise — numpy and Arrow compute, no per-row Python — into one Arrow record
-batch of pairs with their votes, written as a Parquet row group and fed to the content
-hash. Memory holds one chunk, the segments' provenance and a few counters, never the
-whole campaign.
+The filtered judgements are read once, ordered by pair — on PostgreSQL as ``COPY (…) TO
+STDOUT`` parsed by pyarrow a few MiB at a time, elsewhere through a chunked cursor — with
+times as integer microseconds so no datetime object is ever made. Each chunk of
+``CURSOR_CHUNK`` rows (cut at a pair boundary) is turned column-wise — numpy and Arrow
+compute, no per-row Python — into one Arrow record batch of pairs with their votes,
+written as a Parquet row group and fed to the content hash. Memory holds one chunk, the
+segments' provenance and a few counters, never the whole campaign.
 
 The content hash (``feedback.datasets.digest``) is a sha256 over the values of the two
 tables, independent of batching and of the Parquet bytes:

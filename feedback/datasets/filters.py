@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 SOURCES = ("all", "human", "simulated")
+MAX_ID = 2**63 - 1  # a 64-bit primary key: larger ids cannot even be sent to the database
 
 
 class DatasetFilterError(ValueError):
@@ -46,8 +47,9 @@ class DatasetFilters:
     def __post_init__(self) -> None:
         if not self.campaign_ids:
             raise DatasetFilterError("campaign_ids: give at least one campaign id.")
-        if any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in self.campaign_ids):
-            raise DatasetFilterError("campaign_ids: every campaign id must be a positive integer.")
+        if any(not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= MAX_ID for c in self.campaign_ids):
+            raise DatasetFilterError(
+                f"campaign_ids: every campaign id must be a positive integer (at most {MAX_ID}).")
         if self.source not in SOURCES:
             raise DatasetFilterError(f"source: must be one of {', '.join(SOURCES)}; got {self.source!r}.")
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:

@@ -133,6 +133,7 @@ def test_an_export_whose_worker_died_is_reported_failed_not_running(
     ({"name": "x", "filters": {"campaign_ids": []}}, "at least one campaign"),
     ({"name": "x", "filters": {"campaign_ids": [999999]}}, "No campaign with id 999999"),
     ({"name": "x", "filters": {"campaign_ids": ["a"]}}, "positive integer"),
+    ({"name": "x", "filters": {"campaign_ids": [2**70]}}, "positive integer (at most"),
     ({"name": "x", "filters": "all"}, "must be a JSON object"),
     ({"name": "x", "filters": {"campaign_ids": [1], "source": "robots"}}, "source"),
     ({"name": "x", "filters": {"campaign_ids": [1], "min_agreement": 2}}, "min_agreement"),

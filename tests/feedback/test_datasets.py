@@ -403,3 +403,33 @@ def test_export_dataset_can_queue_the_job_for_a_worker(
     snapshot = DatasetSnapshot.objects.get()
     assert snapshot.status == "queued" and f"Snapshot {snapshot.pk} queued" in out.getvalue()
     assert DBTaskResult.objects.filter(status="READY").count() == 1
+
+
+def test_an_export_that_fails_while_storing_leaves_no_file_behind(
+    labelled: Campaign, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The storage refuses the third file (a full disk): the snapshot fails with the reason
+    and the two files already stored are deleted."""
+    from feedback.datasets import services as services_module
+
+    class FullAfterTwo:
+        def __init__(self) -> None:
+            self.saved = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(default_storage, name)
+
+        def save(self, name: str, content: Any) -> str:
+            self.saved += 1
+            if self.saved == 3:
+                raise OSError(28, "No space left on device")
+            return default_storage.save(name, content)
+
+    storage = FullAfterTwo()
+    monkeypatch.setattr(services_module, "default_storage", storage)
+    snapshot = snapshot_create(name="full", filters=DatasetFilters(campaign_ids=(labelled.pk,)),
+                               formats=("parquet", "jsonl"), background=False)
+    assert storage.saved == 3
+    assert snapshot.status == "failed" and "No space left on device" in snapshot.error
+    assert snapshot.files == {} and snapshot.content_hash == ""
+    assert not list(Path(default_storage.location, "datasets").rglob("*.*"))
