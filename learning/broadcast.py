@@ -1,8 +1,10 @@
-"""Live training-run updates: the run's state, pushed to its WebSocket group.
+"""Live training-run updates: the run's state, pushed to its WebSocket group — the
+trainer's progress reports, and every status change (claimed, finished, cancelled, swept).
 
 With the in-memory channel layer (embedded default) the worker runs in another process, so
-its events never reach the web process; the run page polls the REST endpoint as a fallback.
-With Redis (``REDIS_URL``) the worker's progress reports arrive live.
+its events never reach the web process; the run page then re-reads the REST endpoint every
+few seconds instead. With Redis (``REDIS_URL``) the worker's reports and status changes arrive
+live.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from channels.layers import get_channel_layer
 
 from learning.models import TrainingRun
@@ -51,18 +54,28 @@ def run_state_get(run_id: int) -> dict[str, Any] | None:
     return None if run is None else run_state(run)
 
 
-def run_event_send(*, run_id: int, payload: dict[str, Any] | None = None) -> None:
-    """Send ``payload`` (default: the run's current state) to the run's watchers as a
-    ``{"event": "progress", ...}`` message. Failures are logged only: a missed live update
-    must never fail training."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
+def broadcast_reaches_other_processes() -> bool:
+    """Whether events a worker sends reach this process's sockets: any layer but the
+    in-memory one (channels' only single-process layer)."""
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    return bool(backend) and backend != "channels.layers.InMemoryChannelLayer"
+
+
+def run_event_send(
+    *, run_id: int, payload: dict[str, Any] | None = None, event: str = "progress"
+) -> None:
+    """Send ``payload`` (default: the run's current state) to the run's watchers as an
+    ``{"event": event, ...}`` message: ``progress`` from the trainer's reports, ``status``
+    when the run's status changes (``learning.services``). Failures are logged only: a missed
+    live update must never fail training or the write that changed the status."""
     try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
         body = payload if payload is not None else run_state_get(run_id)
         if body is None:
             return
-        message = {"event": "progress", **body}
+        message = {"event": event, **body}
         async_to_sync(layer.group_send)(
             run_group(run_id), {"type": "run.event", "payload": message}
         )
@@ -70,4 +83,10 @@ def run_event_send(*, run_id: int, payload: dict[str, Any] | None = None) -> Non
         logger.warning("live update for training run %s could not be sent", run_id, exc_info=True)
 
 
-__all__ = ["run_event_send", "run_group", "run_state", "run_state_get"]
+__all__ = [
+    "broadcast_reaches_other_processes",
+    "run_event_send",
+    "run_group",
+    "run_state",
+    "run_state_get",
+]

@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from feedback.models import Campaign
-from learning import selectors
+from learning import broadcast, selectors
 from learning.models import ModelKind, ModelVersion, RetrainRule, RunKind, TrainingRun
 from learning.runner import RunConfig
 
@@ -31,6 +31,20 @@ class RunNotCancellable(ValueError):
     """The run already finished."""
 
 
+def _status_announce(run_id: int) -> None:
+    """Push the run's new state to its page once the status change is committed (at once in
+    autocommit): the page learns that a run started, finished, failed or was cancelled from
+    the socket, without re-reading the run."""
+    transaction.on_commit(lambda: broadcast.run_event_send(run_id=run_id, event="status"))
+
+
+def _job_for(kind: str) -> Any:
+    """The task that carries out a run of ``kind``."""
+    from learning.jobs import loop_iteration_job, train_reward_model_job  # jobs import the runner
+
+    return loop_iteration_job if kind == RunKind.LOOP else train_reward_model_job
+
+
 def run_enqueue(
     *,
     campaign: Campaign,
@@ -41,8 +55,6 @@ def run_enqueue(
     """Create a queued run with a frozen config and the ids of the judgements it will use, and
     hand it to the task queue once the row is committed (a worker must be able to see it).
     ``kind`` is ``reward_model`` (config: ``RunConfig``) or ``loop`` (``LoopRunConfig``)."""
-    from learning.jobs import loop_iteration_job, train_reward_model_job  # jobs import the runner
-
     expected: type = RunConfig
     if kind == RunKind.LOOP:
         from learning.loop import LoopRunConfig  # loads SB3: only for loop runs
@@ -50,7 +62,7 @@ def run_enqueue(
         expected = LoopRunConfig
     if not isinstance(config, expected):
         raise TypeError(f"A {kind} run takes a {expected.__name__}, got {type(config).__name__}.")
-    job = loop_iteration_job if kind == RunKind.LOOP else train_reward_model_job
+    job = _job_for(kind)
 
     judgement_ids = list(
         selectors.judgements_for_training(campaign=campaign).values_list("id", flat=True)
@@ -79,6 +91,7 @@ def run_claim(*, run_id: int) -> TrainingRun | None:
     run = TrainingRun.objects.select_related("campaign").get(pk=run_id)
     run.attempts += 1
     run.save(update_fields=["attempts"])
+    _status_announce(run.pk)
     return run
 
 
@@ -89,7 +102,8 @@ def run_finish(*, run: TrainingRun, status: str, log: str = "") -> None:
         fields["progress"] = 1.0
     if log:
         fields["log"] = (run.log + "\n" + log).strip()
-    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(**fields)
+    if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(**fields):
+        _status_announce(run.pk)
 
 
 def run_cancel(*, run: TrainingRun) -> TrainingRun:
@@ -107,6 +121,7 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
         raise RunNotCancellable(
             f"Run {run.pk} is already {run.status}; only queued or running runs can be cancelled."
         )
+    _status_announce(run.pk)
     run.refresh_from_db()
     return run
 
@@ -126,8 +141,6 @@ def run_mark_stale(
     Each row changes with a conditional UPDATE, so a worker that wakes up and heartbeats at the
     same moment is not overwritten: its later ``run_finish`` finds the run no longer running.
     """
-    from learning.jobs import train_reward_model_job
-
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=stale_after_s)
     lapsed = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
@@ -144,7 +157,9 @@ def run_mark_stale(
                 log=(run.log + "\n" + note + " Re-queued.").strip(),
             )
             if changed:
-                transaction.on_commit(lambda pk=run.pk: train_reward_model_job.enqueue(pk))
+                # A loop run goes back to the loop's task, a reward-model run to the trainer's.
+                job = _job_for(run.kind)
+                transaction.on_commit(lambda pk=run.pk, job=job: job.enqueue(pk))
         else:
             if requeue:
                 note += f" Not re-queued: it already had {run.attempts} attempts."
@@ -157,6 +172,7 @@ def run_mark_stale(
             )
         if changed:
             touched.append(run.pk)
+            _status_announce(run.pk)
     return touched
 
 

@@ -20,7 +20,7 @@ from feedback import selectors as feedback_selectors
 from feedback.models import Campaign
 from feedback.roles import can_research, is_admin
 from learning import selectors
-from learning.broadcast import run_state
+from learning.broadcast import broadcast_reaches_other_processes, run_state
 from learning.core.configs import RewardNetConfig, RewardTrainingConfig
 from learning.models import ModelVersion, RetrainRule, RunKind, TrainingRun
 
@@ -121,5 +121,6 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             "campaign": run.campaign,
             "state": run_state(run),
             "can_manage": is_admin(request.user),
+            "shared_layer": broadcast_reaches_other_processes(),
         },
     )

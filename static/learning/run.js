@@ -1,11 +1,14 @@
 /**
  * One training run, live: status, progress, loss and accuracy curves, log, cancel.
  *
- * Starts from the state the server rendered (`#run-state`), then follows `ws/runs/<id>/`
- * (the worker's progress reports, when the channel layer is shared, i.e. Redis). While the
- * socket is down it polls `GET /api/v1/learning/runs/<id>/` every data-poll-ms. The socket
- * carries progress only, so while live the page also re-reads the run now and then (and
- * right after the last epoch) to learn how it finished.
+ * Starts from the state the server rendered (`#run-state`), then follows `ws/runs/<id>/`:
+ * the worker's progress reports (`progress` events) and every status change — queued →
+ * running → succeeded / failed / cancelled, re-queued after a lost worker — as `status`
+ * events carrying the whole run (log, result, device). While the socket is down it polls
+ * `GET /api/v1/learning/runs/<id>/` every data-poll-ms. While live it still re-reads the run
+ * now and then in case a message was dropped: every LIVE_CHECK_MS when the channel layer is
+ * shared between processes (data-shared-layer="true", i.e. Redis), every data-poll-ms when it
+ * is in-memory (the worker's events cannot reach this page then).
  */
 
 import { ApiError, apiRequest } from "../feedback/api.js";
@@ -111,7 +114,6 @@ const feed = new RunFeed({
     if (!message.polled) root.dataset.pushed = String(Number(root.dataset.pushed || 0) + 1);
     Object.assign(state, run);
     render();
-    if (!message.polled && state.progress >= 1) setTimeout(refresh, 1500);
   },
   onMode: (mode) => {
     root.dataset.live = mode;
@@ -136,9 +138,13 @@ if (cancelButton) {
   });
 }
 
-setInterval(() => {
-  if (feed.mode === "live" && ACTIVE.has(state.status)) refresh();
-}, LIVE_CHECK_MS);
+const sharedLayer = root.dataset.sharedLayer === "true";
+setInterval(
+  () => {
+    if (feed.mode === "live" && ACTIVE.has(state.status)) refresh();
+  },
+  sharedLayer ? LIVE_CHECK_MS : Number(root.dataset.pollMs) || 3000,
+);
 
 render();
 feed.start();

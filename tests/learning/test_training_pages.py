@@ -228,6 +228,73 @@ async def test_the_runners_progress_reports_reach_the_socket(
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("_close_thread_connections")
+async def test_every_status_change_reaches_the_socket_with_the_whole_run(
+    layer: str, campaign: Any, admin_user: Any
+) -> None:
+    """queued → running → (worker lost) queued → running → cancel asked → cancelled: each
+    change is pushed as a ``status`` event carrying the run's state, log included, so the page
+    never has to re-read the run to learn how it ended."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from learning import services
+
+    run = await sync_to_async(TrainingRun.objects.create)(campaign=campaign, triggered_by=admin_user)
+    communicator = await ws_connect(f"/ws/runs/{run.pk}/", admin_user)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["status"] == "queued"
+
+    async def next_status() -> dict[str, Any]:
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["event"] == "status" and message["id"] == run.pk
+        return message
+
+    await sync_to_async(services.run_claim)(run_id=run.pk)
+    claimed = await next_status()
+    assert (claimed["status"], claimed["attempts"]) == ("running", 1) and claimed["started_at"]
+
+    later = timezone.now() + timedelta(minutes=10)
+    await sync_to_async(services.run_mark_stale)(stale_after_s=60, requeue=True, now=later)
+    swept = await next_status()
+    assert swept["status"] == "queued" and "worker was lost" in swept["log"]
+
+    await sync_to_async(services.run_claim)(run_id=run.pk)
+    assert (await next_status())["attempts"] == 2
+    await sync_to_async(services.run_cancel)(run=run)
+    asked = await next_status()
+    assert (asked["status"], asked["cancel_requested"]) == ("running", True)
+    await sync_to_async(services.run_finish)(
+        run=run, status=TrainingRun.Status.CANCELLED, log="Cancelled on request."
+    )
+    ended = await next_status()
+    assert ended["status"] == "cancelled" and ended["finished_at"]
+    assert ended["log"].endswith("Cancelled on request.")
+    # A finish that changes nothing (a sweep got there first) announces nothing.
+    await sync_to_async(services.run_finish)(run=run, status=TrainingRun.Status.SUCCEEDED)
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_run_page_knows_whether_worker_events_can_reach_it(
+    settings: Any, run: TrainingRun, admin_user: Any, shared: bool
+) -> None:
+    """With the in-memory layer the page re-reads the run every few seconds even while its
+    socket is open: the worker's events cannot reach this process."""
+    from tests.websockets import MEMORY_LAYER, REDIS_LAYER
+
+    settings.CHANNEL_LAYERS = {"default": REDIS_LAYER if shared else MEMORY_LAYER}
+    client = Client()
+    client.force_login(admin_user)
+    html = client.get(reverse("learning:run", args=[run.pk])).content.decode()
+    assert f'data-shared-layer="{str(shared).lower()}"' in html
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_close_thread_connections")
 @pytest.mark.parametrize(
     ("who", "code"),
     [("anonymous", 4401), ("annotator", 4403), ("outsider", 4403), ("researcher", None),
