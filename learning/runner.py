@@ -9,10 +9,19 @@ recorded judgement ids and, when the checkpoint holds a training state for the s
 (``max_epochs`` may differ), continues from the epoch after it: same weights, optimiser,
 random draws and early-stopping bookkeeping, and its metrics series is the checkpoint's
 history up to that epoch. Otherwise it starts over, and says why in its log.
+
+A run trains on exactly the judgements it was queued with. If any of them can no longer be
+used when an attempt starts (deleted, edited to "can't tell", or its annotator excluded from
+the campaign since), or a resumed attempt finds their answers edited (the snapshot's
+``labels_sha256`` differs), the run fails with ``SnapshotChanged`` naming them: resuming would
+continue weights fitted to labels that are gone, with a train/held-out split drawn for another
+number of pairs, and silently training on other data would make the run's snapshot lie. A new
+run snapshots the campaign's current labels.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import tempfile
@@ -46,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 class NotEnoughData(ValueError):
     """The campaign has too few usable judgements to train on."""
+
+
+class SnapshotChanged(RuntimeError):
+    """Judgements a run was queued with were deleted, excluded or edited before it used them."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,7 @@ def build_dataset(
     pairs: list[tuple[int, int]] = []
     preferences: list[float] = []
     used: list[int] = []
+    segment_pks: list[int] = []
     skipped_short = 0
     cache: dict[int, dict[str, np.ndarray]] = {}
 
@@ -188,6 +202,7 @@ def build_dataset(
         else:
             true_returns.append(None)
         labels.append(set())
+        segment_pks.append(segment.pk)
         index[segment.pk] = len(observations) - 1
         return index[segment.pk]
 
@@ -217,11 +232,13 @@ def build_dataset(
     known = (
         None if any(r is None for r in true_returns) else np.array(true_returns, dtype=np.float32)
     )
+    pair_array = np.array(pairs, dtype=np.int64)  # (M, 2) indices into the segments
+    preference_array = np.array(preferences, dtype=np.float32)  # (M,) P(A preferred)
     dataset = PreferenceDataset(
         observations=np.stack(observations),  # (N, T, obs_dim)
         actions=np.stack(actions),  # (N, T, act_dim)
-        pairs=np.array(pairs, dtype=np.int64),
-        preferences=np.array(preferences, dtype=np.float32),
+        pairs=pair_array,
+        preferences=preference_array,
         desirability=desirability,
         true_returns=known,
     )
@@ -231,8 +248,53 @@ def build_dataset(
         "num_segments": dataset.num_segments,
         "num_skipped_short_segments": skipped_short,
         "segment_length": segment_length,
+        "labels_sha256": _labels_sha256(
+            used, segment_pks, pair_array, preference_array, desirability
+        ),
     }
     return dataset, snapshot
+
+
+def _labels_sha256(
+    judgement_ids: list[int],
+    segment_pks: list[int],
+    pairs: np.ndarray,
+    preferences: np.ndarray,
+    desirability: np.ndarray,
+) -> str:
+    """A digest of what the labels say (which judgements, on which segments, with which
+    preference and desirability), so a resumed attempt can tell that its data is the data
+    its checkpoint was trained on. Segment arrays are immutable and left out."""
+    digest = hashlib.sha256()
+    for array in (
+        np.asarray(judgement_ids, dtype=np.int64),
+        np.asarray(segment_pks, dtype=np.int64),
+        pairs,
+        preferences,
+        desirability,  # NaN (unsure) hashes as its bit pattern
+    ):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def snapshot_judgements(run: TrainingRun) -> list[Judgement]:
+    """The judgements ``run`` was queued with (all usable ones for a run without a snapshot).
+    Raises ``SnapshotChanged`` naming the recorded ids that can no longer be used."""
+    judgements = selectors.judgements_for_training(campaign=run.campaign)
+    recorded = run.dataset.get("judgement_ids")
+    if recorded is None:
+        return list(judgements)
+    rows = list(judgements.filter(pk__in=recorded))
+    missing = sorted(set(recorded) - {row.pk for row in rows})
+    if missing:
+        shown = ", ".join(str(pk) for pk in missing[:20]) + (", …" if len(missing) > 20 else "")
+        raise SnapshotChanged(
+            f"{len(missing)} of the {len(recorded)} judgements this run was queued with can no "
+            f"longer be used (ids {shown}): deleted, edited to \"can't tell\", or their annotator "
+            "was excluded from the campaign since. A run trains on exactly the judgements it was "
+            "queued with; start a new run to train on the campaign's current labels."
+        )
+    return rows
 
 
 class RunReporter:
@@ -359,16 +421,20 @@ def train_run(
     bar that reward training covers as ``progress_span``."""
     config = config if config is not None else RunConfig.from_dict(run.config)
     torch.set_num_threads(1)  # small nets train faster on one thread (STACK.md)
-    # The ids frozen at enqueue time: labels that arrive later (or exclusions made since) wait
-    # for the next run, and a re-queued run trains on the same data as its first attempt.
-    judgements = selectors.judgements_for_training(campaign=run.campaign)
-    if "judgement_ids" in run.dataset:
-        judgements = judgements.filter(pk__in=run.dataset["judgement_ids"])
+    # The ids frozen at enqueue time: labels that arrive later wait for the next run, and a
+    # re-queued run trains on the same data as its first attempt, or fails saying what changed.
     dataset, snapshot = build_dataset(
-        list(judgements),
+        snapshot_judgements(run),
         segment_length=run.campaign.segment_length,
         action_space=run.campaign.env.action_space,
     )
+    recorded_sha = run.dataset.get("labels_sha256")
+    if recorded_sha is not None and recorded_sha != snapshot["labels_sha256"]:
+        raise SnapshotChanged(
+            "The answers of judgements this run was queued with were edited since its first "
+            "attempt, so its checkpoint was trained on other labels. A run trains on exactly "
+            "the judgements it was queued with; start a new run to train on the current labels."
+        )
     run.dataset = {**run.dataset, **snapshot}
     run.heartbeat_at = timezone.now()  # loading many arrays can take a while
     run.save(update_fields=["dataset", "heartbeat_at"])

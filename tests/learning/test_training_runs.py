@@ -599,6 +599,140 @@ def test_every_job_first_sweeps_what_a_dead_worker_left(
     assert worn_out.status == "failed" and "already had 3 attempts" in worn_out.log
 
 
+def test_a_lost_loop_run_is_requeued_onto_the_loop_task_not_the_reward_trainer(
+    quick_campaign: Callable[..., Any],  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    campaign = quick_campaign(name="sweep", pairs=0)
+    reward, loop = _lost_run(campaign), _lost_run(campaign)
+    TrainingRun.objects.filter(pk=loop.pk).update(kind="loop")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sorted(services.run_mark_stale(requeue=True)) == sorted([reward.pk, loop.pk])
+    queued = {t.args_kwargs["args"][0]: t.task_path for t in DBTaskResult.objects.all()}
+    assert queued == {
+        reward.pk: "learning.jobs.train_reward_model_job",
+        loop.pk: "learning.jobs.loop_iteration_job",
+    }
+
+
+# --- a resumed run and the judgements it was queued with ----------------------------------------
+
+
+class WorkerKilled(BaseException):
+    """Stands in for SIGKILL in-process: nothing catches it, nothing after it runs."""
+
+
+def _crash_after_first_checkpoint(labelled: Any, monkeypatch: pytest.MonkeyPatch) -> TrainingRun:
+    """A run whose first attempt saved its epoch-1 training state and then lost its worker,
+    swept and re-queued: what a fresh worker finds after the crash test's SIGKILL."""
+    from learning import runner
+
+    real = runner.RunReporter.on_checkpoint
+
+    def save_then_die(self: Any, state: Any) -> None:
+        real(self, state)
+        raise WorkerKilled
+
+    run = services.run_enqueue(
+        campaign=labelled, config=RunConfig.from_dict(TINY), triggered_by=None
+    )
+    run = services.run_claim(run_id=run.pk)
+    with monkeypatch.context() as patch:
+        patch.setattr(runner.RunReporter, "on_checkpoint", save_then_die)
+        with pytest.raises(WorkerKilled):
+            runner.train_run(run)
+    run.refresh_from_db()
+    assert run.status == "running" and "labels_sha256" in run.dataset
+    assert load_training_state(Path(settings.MEDIA_ROOT) / run.checkpoint.name).epoch == 1
+    later = timezone.now() + timedelta(seconds=600)
+    assert services.run_mark_stale(stale_after_s=60, requeue=True, now=later) == [run.pk]
+    return run
+
+
+def _exclude_other_annotator(judgement: Judgement, researcher: Any) -> list[int]:
+    AnnotatorExclusion.objects.create(
+        campaign=judgement.pair.campaign, annotator=judgement.annotator, excluded_by=researcher
+    )
+    return list(
+        Judgement.objects.filter(annotator=judgement.annotator).values_list("id", flat=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ("deleted", "can no longer be used (ids {ids})"),
+        ("cant_tell", "can no longer be used (ids {ids})"),
+        ("excluded", "can no longer be used (ids {ids})"),
+        ("answer_edited", "were edited since its first attempt"),
+        ("desirability_edited", "were edited since its first attempt"),
+    ],
+)
+def test_a_run_whose_judgements_changed_before_it_resumed_fails_saying_which(
+    labelled: Any, researcher: Any, monkeypatch: pytest.MonkeyPatch, change: str, says: str
+) -> None:
+    """Resuming would continue weights fitted to labels that are gone, on a held-out split
+    drawn for another number of pairs; training on other data would make the snapshot lie."""
+    from learning.jobs import train_reward_model_job
+
+    run = _crash_after_first_checkpoint(labelled, monkeypatch)
+    checkpoint = run.checkpoint.name
+    victim = Judgement.objects.get(pk=run.dataset["judgement_ids"][5])
+    gone = [victim.pk]
+    if change == "deleted":
+        victim.delete()
+    elif change == "cant_tell":
+        Judgement.objects.filter(pk=victim.pk).update(preference="cant_tell")
+    elif change == "excluded":
+        gone = _exclude_other_annotator(victim, researcher)
+    elif change == "answer_edited":
+        flipped = "b" if victim.preference == "a" else "a"
+        Judgement.objects.filter(pk=victim.pk).update(preference=flipped)
+    else:  # every clip now desirable (one label alone would only make its clip disputed)
+        Judgement.objects.filter(pair__campaign=labelled).update(
+            desirability_a="desirable", desirability_b="desirable"
+        )
+
+    assert train_reward_model_job.call(run.pk) == "failed"
+    run.refresh_from_db()
+    assert run.status == "failed" and run.attempts == 2
+    assert "SnapshotChanged" in run.log
+    assert says.format(ids=", ".join(map(str, sorted(gone)))) in run.log
+    assert "start a new run" in run.log
+    assert not run.model_versions.exists()
+    assert run.checkpoint.name == checkpoint  # the first attempt's state is kept as it was
+
+
+def test_a_run_whose_judgements_are_unchanged_resumes_from_its_checkpoint(
+    labelled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from learning.jobs import train_reward_model_job
+
+    run = _crash_after_first_checkpoint(labelled, monkeypatch)
+    sha = run.dataset["labels_sha256"]
+    assert train_reward_model_job.call(run.pk) == "succeeded"
+    run.refresh_from_db()
+    assert "Attempt 2: resumed from epoch 1." in run.log
+    assert [m["epoch"] for m in run.metrics] == [1.0, 2.0, 3.0]
+    assert run.dataset["labels_sha256"] == sha and run.model_versions.count() == 1
+
+
+def test_judgements_changed_before_the_first_attempt_fail_it_too(
+    labelled: Any, researcher: Any
+) -> None:
+    from learning.jobs import train_reward_model_job
+
+    run = services.run_enqueue(
+        campaign=labelled, config=RunConfig.from_dict(TINY), triggered_by=None
+    )
+    victim = run.dataset["judgement_ids"][0]
+    Judgement.objects.filter(pk=victim).delete()
+    assert train_reward_model_job.call(run.pk) == "failed"
+    run.refresh_from_db()
+    assert f"can no longer be used (ids {victim})" in run.log
+    assert run.dataset["num_judgements"] == 24  # the snapshot still says what it was queued with
+
+
 def test_the_schema_documents_the_learning_endpoints(
     api_client_for: Callable[..., Any], db: Any
 ) -> None:
