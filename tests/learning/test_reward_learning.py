@@ -127,6 +127,43 @@ def test_learns_a_known_linear_reward_from_preferences() -> None:
     assert corr > 0.95
 
 
+def test_configs_are_frozen_and_round_trip_through_json() -> None:
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
+        FAST.lr = 1.0  # type: ignore[misc]
+    assert RewardTrainingConfig.from_dict(FAST.to_dict()) == FAST
+    assert RewardNetConfig.from_dict(SMALL_NET.to_dict()) == SMALL_NET
+    assert SMALL_NET.to_dict()["hidden_sizes"] == [32, 32]  # JSON has no tuples
+    with pytest.raises(ConfigError, match="has no field"):
+        RewardTrainingConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_device_auto_picks_what_there_is_and_cuda_without_a_gpu_is_a_clear_error() -> None:
+    from learning.core.reward_learning import DeviceUnavailable, resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device must be one of"):
+        RewardTrainingConfig(device="tpu")  # type: ignore[arg-type]
+    data = linear_reward_dataset(segments=20, pairs=20)
+    _, result = train_reward_model(data, SMALL_NET, replace(FAST, max_epochs=1, device="auto"))
+    assert result.device == resolve_device("auto").type
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailable, match="no CUDA device; use 'auto' or 'cpu'"):
+            train_reward_model(data, SMALL_NET, replace(FAST, device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mixed_precision_on_cuda_learns_the_linear_reward_like_float32() -> None:
+    data = linear_reward_dataset()
+    cuda = replace(FAST, device="cuda")
+    _, mixed = train_reward_model(data, SMALL_NET, replace(cuda, mixed_precision=True))
+    _, full = train_reward_model(data, SMALL_NET, replace(cuda, mixed_precision=False))
+    assert mixed.device.startswith("cuda") and mixed.held_out_accuracy >= 0.95
+    assert abs(mixed.held_out_accuracy - full.held_out_accuracy) <= 0.03
+
+
 def test_training_is_deterministic_for_a_seed() -> None:
     dataset = linear_reward_dataset(segments=50, pairs=100)
     config = RewardTrainingConfig(max_epochs=3, seed=7)
