@@ -135,7 +135,7 @@ class ModelVersion(models.Model):
 class RetrainRule(models.Model):
     """ "Retrain after N new judgements": when a campaign has gathered ``every_judgements``
     usable labels beyond those the last rule-triggered run used, the scheduler
-    (``manage.py learning_scheduler``) queues a reward-model run with ``config``."""
+    (``manage.py apply_retrain_rules``) queues a reward-model run with ``config``."""
 
     campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="retrain_rule")
     every_judgements = models.PositiveIntegerField()

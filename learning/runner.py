@@ -303,7 +303,12 @@ class RunReporter:
     (plus every epoch end), each with ``update_fields`` so the site's cancel flag survives.
 
     It also saves the trainer's resumable state to the run's checkpoint: at the first epoch end,
-    then at most every ``checkpoint_interval_s`` (a crash loses at most that much work)."""
+    then at most every ``checkpoint_interval_s`` (a crash loses at most that much work).
+
+    Every write is conditional on the run still being this attempt's (status ``running``, same
+    ``attempts``): a worker that stalled past the heartbeat window, was swept and whose run
+    another worker re-claimed, stops at its next report (``lost``) and never overwrites the
+    new attempt's progress or checkpoint."""
 
     def __init__(
         self,
@@ -321,13 +326,20 @@ class RunReporter:
         self.checkpoint_interval_s = checkpoint_interval_s
         self._last_write = 0.0
         self._last_checkpoint: float | None = None
+        self.lost = False  # the run was swept from under this attempt
+
+    def owned(self) -> bool:
+        """Whether the run is still this attempt's; sets ``lost`` when it is not."""
+        if not self.lost:
+            self.lost = not _this_attempt(self.run).exists()
+        return not self.lost
 
     def on_checkpoint(self, state: TrainingState) -> None:
         now = time.monotonic()
         if (
             self._last_checkpoint is not None
             and now - self._last_checkpoint < self.checkpoint_interval_s
-        ):
+        ) or not self.owned():
             return
         self._last_checkpoint = now
         with tempfile.TemporaryDirectory() as tmp:
@@ -352,7 +364,12 @@ class RunReporter:
         done = min(1.0, (epoch if epoch_end else max(epoch - 1.0, 0.0)) / self.max_epochs)
         low, high = self.progress_span
         run.progress = low + (high - low) * done
-        run.save(update_fields=["heartbeat_at", "progress", "metrics"])
+        if not _this_attempt(run).update(
+            heartbeat_at=run.heartbeat_at, progress=run.progress, metrics=run.metrics
+        ):
+            self.lost = True
+            logger.warning("run %s was swept from attempt %s; stopping", run.pk, run.attempts)
+            return False
         self._broadcast()
         # Read the cancel flag fresh: the site sets it from another process.
         return not TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
@@ -373,6 +390,13 @@ class RunReporter:
             )
         except Exception:
             logger.warning("live update for training run %s failed", run.pk, exc_info=True)
+
+
+def _this_attempt(run: TrainingRun) -> Any:
+    """The run's row while it is still running as the attempt ``run`` was claimed for."""
+    return TrainingRun.objects.filter(
+        pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=run.attempts
+    )
 
 
 def _json_float(value: float) -> float | None:
@@ -459,6 +483,10 @@ def train_run(
     summary = {
         k: _json_float(v) if isinstance(v, float) else v for k, v in result.summary().items()
     }
+    if not reporter.owned():
+        # Swept while this worker stalled: the run is another attempt's (or failed) now, and
+        # its checkpoint and versions are that attempt's to write.
+        return None
     cancelled = TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -96,13 +96,16 @@ def run_claim(*, run_id: int) -> TrainingRun | None:
 
 
 def run_finish(*, run: TrainingRun, status: str, log: str = "") -> None:
-    """Close a running run; only a run still ``running`` is changed (a sweep may have failed it)."""
+    """Close a running run; only a run still ``running`` as the attempt ``run`` was claimed for
+    is changed (a sweep may have failed it, or re-queued it for another worker to claim)."""
     fields: dict[str, Any] = {"status": status, "finished_at": timezone.now()}
     if status == TrainingRun.Status.SUCCEEDED:
         fields["progress"] = 1.0
     if log:
         fields["log"] = (run.log + "\n" + log).strip()
-    if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(**fields):
+    if TrainingRun.objects.filter(
+        pk=run.pk, status=TrainingRun.Status.RUNNING, attempts=run.attempts
+    ).update(**fields):
         _status_announce(run.pk)
 
 

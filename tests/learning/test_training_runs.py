@@ -580,6 +580,31 @@ def test_the_sweep_command_fails_lost_runs_or_requeues_them(
     assert capsys.readouterr().out.strip().endswith("No stale runs.")
     with pytest.raises(CommandError, match="positive number of seconds"):
         call_command("sweep_stale_runs", "--stale-after", "0")
+    with pytest.raises(CommandError, match="--every must be zero or a positive"):
+        call_command("sweep_stale_runs", "--every", "-1")
+
+
+def test_the_sweep_command_keeps_sweeping_with_every(
+    quick_campaign: Callable[..., Any],  # noqa: F811
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from learning.management.commands import sweep_stale_runs
+
+    campaign = quick_campaign(name="sweep", pairs=0)
+    lost = _lost_run(campaign)
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt  # how the demo's trap ends it
+
+    monkeypatch.setattr(sweep_stale_runs.time, "sleep", nap)
+    with pytest.raises(KeyboardInterrupt):
+        call_command("sweep_stale_runs", "--every", "60")
+    assert naps == [60.0, 60.0]  # two passes: the lost run, then nothing to say
+    assert capsys.readouterr().out.strip() == f"Swept 1 stale run(s): {lost.pk}."
 
 
 def test_every_job_first_sweeps_what_a_dead_worker_left(
@@ -715,6 +740,38 @@ def test_a_run_whose_judgements_are_unchanged_resumes_from_its_checkpoint(
     assert "Attempt 2: resumed from epoch 1." in run.log
     assert [m["epoch"] for m in run.metrics] == [1.0, 2.0, 3.0]
     assert run.dataset["labels_sha256"] == sha and run.model_versions.count() == 1
+
+
+def test_a_worker_swept_while_it_stalled_stops_and_leaves_the_run_to_the_next_attempt(
+    labelled: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stalls past the heartbeat window (not dead) is swept, and another worker
+    claims the run; when the first wakes up it must not write progress, a checkpoint, a model
+    version or a final status over the attempt that now owns the run."""
+    from learning import runner
+
+    stalled = services.run_claim(
+        run_id=services.run_enqueue(
+            campaign=labelled, config=RunConfig.from_dict(TINY), triggered_by=None
+        ).pk
+    )
+    real = runner.RunReporter.on_step
+
+    def stall_then_report(self: Any, step: int, metrics: Any) -> bool:
+        if TrainingRun.objects.get(pk=stalled.pk).attempts == 1:  # the first report: stall
+            later = timezone.now() + timedelta(minutes=10)
+            assert services.run_mark_stale(requeue=True, now=later) == [stalled.pk]
+            assert services.run_claim(run_id=stalled.pk).attempts == 2
+        return real(self, step, metrics)
+
+    monkeypatch.setattr(runner.RunReporter, "on_step", stall_then_report)
+    assert runner.train_run(stalled) is None
+    services.run_finish(run=stalled, status=TrainingRun.Status.CANCELLED, log="late")
+
+    run = TrainingRun.objects.get(pk=stalled.pk)
+    assert (run.status, run.attempts) == ("running", 2)  # the new attempt's, untouched
+    assert run.metrics == [] and run.progress == 0.0 and not run.checkpoint.name
+    assert not run.model_versions.exists() and "late" not in run.log
 
 
 def test_judgements_changed_before_the_first_attempt_fail_it_too(
