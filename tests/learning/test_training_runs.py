@@ -445,6 +445,43 @@ def test_an_admin_starts_a_run_and_a_db_worker_trains_it(
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+def test_with_rq_configured_a_run_goes_to_redis_and_an_rq_worker_trains_it(
+    labelled: Any, admin_user: Any, api_client_for: Callable[..., Any], settings: Any
+) -> None:
+    """The other runtime column (DESIGN, Runtime): the same job through RQ on Redis."""
+    import django_rq
+
+    from tests.feedback.test_tasks import REDIS_URL
+
+    settings.RQ_QUEUES = {name: {"URL": REDIS_URL} for name in ("default", "gpu")}
+    # django_tasks resets its backends when TASKS changes (setting_changed).
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default", "gpu"]}
+    }
+    django_rq.get_queue("default").empty()
+
+    response = api_client_for(admin_user).post(
+        "/api/v1/learning/runs/", {"campaign": labelled.pk, "config": TINY}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert django_rq.get_queue("default").count == 1
+    assert not DBTaskResult.objects.exists()  # went to Redis, not the database queue
+
+    env = {**worker_env(), "PREFLAB_TASKS_BACKEND": "rq", "REDIS_URL": REDIS_URL}
+    worker = subprocess.run(
+        [sys.executable, "manage.py", "rqworker", "default", "--burst",
+         "--job-class", "django_tasks_rq.Job"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    run = TrainingRun.objects.get(pk=response.json()["id"])
+    assert run.status == "succeeded", run.log + worker.stdout + worker.stderr
+    assert [m["epoch"] for m in run.metrics] == [1.0, 2.0, 3.0]
+    assert run.model_versions.count() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_cancelling_a_running_run_stops_the_worker_at_its_next_report(
     labelled: Any, admin_user: Any, api_client_for: Callable[..., Any]
 ) -> None:
