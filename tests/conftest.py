@@ -32,6 +32,15 @@ def _media_root(settings: Any, tmp_path: Any) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _lapsed_leases_looked_for_afresh() -> None:
+    """Each test starts with no memory of when lapsed leases were last looked for (campaign
+    ids are reused across tests, and the look is skipped within a second of the last)."""
+    from feedback.services.annotation import forget_reclaim_times
+
+    forget_reclaim_times()
+
+
 def _make_user(username: str, *groups: str, superuser: bool = False) -> User:
     user = User.objects.create_user(username=username, password=f"{username}-pass-123")
     if superuser:

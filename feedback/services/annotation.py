@@ -11,8 +11,9 @@ Concurrency contract (tested against PostgreSQL with many clients at once):
 Each pair carries ``slots_taken`` and ``is_open`` (see ``Pair``). Every path that takes a
 slot (a new lease, renewing a reclaimed lease, answering one) holds the pair's row lock
 while it reads and writes them; lapsed leases give their slot back lazily, at the start of
-the next lease in the campaign (``_reclaim_lapsed``). Finding the next pair is then an index
-scan over open pairs, whatever the number of pairs already done.
+the next lease in the campaign (``_reclaim_lapsed``; looked for at most once a second per
+campaign and process, and always before a caller is told nothing is left). Finding the next
+pair is then an index scan over open pairs, whatever the number of pairs already done.
 
 On PostgreSQL, candidates are locked with ``FOR NO KEY UPDATE SKIP LOCKED``; a locked row is
 returned in its newest committed version with ``is_open`` re-checked on it, so a slot taken
@@ -46,6 +47,16 @@ from feedback.services import annotation_sql as sql
 
 MAX_LEASE_ATTEMPTS = 8
 RECLAIM_BATCH = 200  # lapsed leases given back per call
+# Lapsed leases are looked for at most this often per campaign in each process (a query on
+# every lease otherwise); a lease that finds nothing looks at once, so no one is ever told
+# "nothing left" while a lapsed lease holds a slot.
+RECLAIM_INTERVAL = timedelta(seconds=1)
+_last_reclaim: dict[int, datetime] = {}  # campaign id → when this process last looked
+
+
+def forget_reclaim_times() -> None:
+    """Look for lapsed leases on the next lease of every campaign (tests)."""
+    _last_reclaim.clear()
 
 
 class AnnotationError(Exception):
@@ -191,14 +202,20 @@ def _resume_open_lease(
     return None
 
 
-def _reclaim_lapsed(*, campaign: Campaign, now: datetime) -> int:
-    """Give the slots of lapsed, unanswered leases back to their pairs; returns how many.
+def _reclaim_lapsed(*, campaign: Campaign, now: datetime, force: bool = False) -> int | None:
+    """Give the slots of lapsed, unanswered leases back to their pairs; returns how many, or
+    None when it did not look (it looked less than ``RECLAIM_INTERVAL`` ago, by ``now``).
 
-    Runs at the start of every new lease, so no sweeper process is needed. The lapsed lease
+    Runs at the start of new leases, so no sweeper process is needed. The lapsed lease
     keeps its row: its owner may still answer it if the pair is not filled meanwhile.
     """
+    last = _last_reclaim.get(campaign.pk)
+    if not force and last is not None and timedelta(0) <= now - last < RECLAIM_INTERVAL:
+        return None
     # Leases being renewed or answered right now are locked: theirs to settle (skipped).
     rows = sql.lapsed_leases(campaign_id=campaign.pk, now=now, limit=RECLAIM_BATCH)
+    if len(rows) < RECLAIM_BATCH:  # a full batch leaves more for the next lease to give back
+        _last_reclaim[campaign.pk] = now
     if not rows:
         return 0
     Assignment.objects.filter(pk__in=[assignment_id for assignment_id, _ in rows]).update(holds_slot=False)
@@ -297,6 +314,7 @@ def assignment_lease_next(
     exclude_ids = list(exclude_ids)
     skip_locked = connection.features.has_select_for_update_skip_locked
     left_is_a: bool | None = None
+    force_reclaim = False
     for _ in range(MAX_LEASE_ATTEMPTS):
         moment = now or timezone.now()
         try:
@@ -306,7 +324,7 @@ def assignment_lease_next(
                 )
                 if resumed is not None:
                     return resumed
-                _reclaim_lapsed(campaign=campaign, now=moment)
+                looked = _reclaim_lapsed(campaign=campaign, now=moment, force=force_reclaim) is not None
                 if want_repeat:
                     repeat = _lease_repeat(campaign=campaign, annotator=annotator, now=moment, rng=rng)
                     if repeat is not None:
@@ -326,6 +344,10 @@ def assignment_lease_next(
                         return leased
         except IntegrityError:
             # The same annotator leased this pair from a parallel request; try again.
+            continue
+        if not looked:
+            # Nothing open, and lapsed leases were not looked for this time: look, then retry.
+            force_reclaim = True
             continue
         if not skip_locked:
             return None
