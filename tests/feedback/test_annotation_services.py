@@ -69,6 +69,27 @@ def test_an_expired_lease_returns_the_pair_to_the_pool(
         )
 
 
+def test_lapsed_leases_are_looked_for_once_a_second_but_always_before_nothing_is_left(
+    quick_campaign: Callable[..., Campaign], annotator: Any, other_annotator: Any,
+) -> None:
+    campaign = quick_campaign(pairs=3, overlap=1, lease_seconds=30)
+    start = timezone.now()
+    lapsing = _lease(campaign, annotator, now=start)
+    # Just before it lapses, another lease looks for lapsed leases (finds none) ...
+    assert _lease(campaign, other_annotator, now=start + timedelta(seconds=29.5)) is not None
+    # ... so for a second nobody looks: the next lease takes the last free pair, not the
+    # lapsed one ...
+    third = _make_user("theo", "annotator")
+    free = _lease(campaign, third, now=start + timedelta(seconds=30.1))
+    assert free is not None and free.pair_id != lapsing.pair_id
+    assert Assignment.objects.get(pk=lapsing.pk).holds_slot
+    # ... but with nothing else open, a lease within that second still looks, and gets it.
+    fourth = _make_user("uma", "annotator")
+    reclaimed = _lease(campaign, fourth, now=start + timedelta(seconds=30.2))
+    assert reclaimed is not None and reclaimed.pair_id == lapsing.pair_id
+    assert not Assignment.objects.get(pk=lapsing.pk).holds_slot
+
+
 def test_an_expired_lease_nobody_took_is_renewed_for_its_holder(
     quick_campaign: Callable[..., Campaign], annotator: Any,
 ) -> None:
