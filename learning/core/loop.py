@@ -54,6 +54,7 @@ from learning.core.finetune import (
     evaluate_policy,
     make_vec_env,
     relabel_replay_buffer,
+    set_schedules,
     train_policy,
 )
 from learning.core.nets import RewardEnsemble
@@ -454,8 +455,10 @@ def preference_loop(
     policy_steps = config.total_env_steps - config.initial_steps
     per_round = [policy_steps // config.rounds] * config.rounds
     per_round[-1] += policy_steps - sum(per_round)
+    begin = int(model.num_timesteps)
 
     for round_index in range(config.rounds):
+        set_schedules(model, finetune_config, begin=begin, total=policy_steps, steps=per_round[round_index])
         stop, _ = train_policy(
             model, per_round[round_index], callback=callback,
             report_every_steps=finetune_config.report_every_steps, step_offset=env_steps,

@@ -20,6 +20,7 @@ from learning.core.finetune import (
     EpisodeRecorder,
     FinetuneConfig,
     LearnedRewardVecEnv,
+    LinearDecay,
     build_model,
     encode_actions,
     evaluate_policy,
@@ -132,6 +133,68 @@ def test_tiny_finetune_runs_against_the_learned_reward(algo: str, env_id: str) -
     assert result.evaluation is not None and np.isfinite(result.evaluation.mean_return)
     assert [step for step, _ in recording.history][:2] == [64, 128]
     assert "true_return_mean" in recording.history[-1][1]
+
+
+def test_linear_decay_follows_the_run_across_learn_calls() -> None:
+    # A run of 1,000 steps that began at step 200, in two learn() calls of 500 steps. SB3 hands
+    # the schedule the progress remaining of the current call: 1 − num_timesteps / call_end.
+    first, second = LinearDecay(1.0, 200, 1_000, 700), LinearDecay(1.0, 200, 1_000, 1_200)
+    assert first(1 - 200 / 700) == pytest.approx(1.0)
+    assert first(1 - 450 / 700) == pytest.approx(0.75)
+    assert first(0.0) == pytest.approx(0.5) == second(1 - 700 / 1_200)
+    assert second(0.0) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(("algo", "anneal"), [("ppo", True), ("ppo", False), ("sac", True)])
+def test_anneal_decays_on_policy_learning_rate_and_clip_range_to_zero(
+    algo: str, anneal: bool, tmp_path: Path
+) -> None:
+    env_id = "CartPole-v1" if algo == "ppo" else "Pendulum-v1"
+    config = replace(TINY, algo=algo, anneal=anneal, eval_episodes=0, learning_rate=3e-4)
+    model = finetune_policy(config, env_id, None).model
+    lr = model.policy.optimizer.param_groups[0]["lr"] if algo == "ppo" else model.actor.optimizer.param_groups[0]["lr"]
+    if algo == "ppo" and anneal:
+        # Two rollouts of 128 steps in a 256-step run: the updates ran at 1/2 and 0 of the rate.
+        assert lr == pytest.approx(0.0)
+        assert model.clip_range(1.0) == pytest.approx(config.clip_range)
+        assert model.clip_range(0.0) == pytest.approx(0.0)
+        model.save(tmp_path / "annealed.zip")  # the schedules pickle with the model
+        loaded = type(model).load(tmp_path / "annealed.zip")
+        assert loaded.predict(np.zeros(4, dtype=np.float32), deterministic=True)[0] in (0, 1)
+    else:
+        assert lr == pytest.approx(3e-4)  # constant, and SAC ignores anneal
+
+
+def test_anneal_spans_every_round_of_a_preference_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import learning.core.loop as loop_module
+
+    models: list[object] = []
+    learning_rates: list[float] = []
+
+    def build(config, venv):  # type: ignore[no-untyped-def]
+        models.append(build_model(config, venv))
+        return models[-1]
+
+    class AfterEachRound(RecordingCallback):
+        def on_step(self, step: int, metrics: dict[str, float]) -> bool:
+            if "round" in metrics:
+                learning_rates.append(models[-1].policy.optimizer.param_groups[0]["lr"])
+            return super().on_step(step, metrics)
+
+    monkeypatch.setattr(loop_module, "build_model", build)
+    preference_loop(
+        "CartPole-v1",
+        teacher_labeler(teacher("oracle"), seed=0),
+        PreferenceLoopConfig(total_env_steps=1_068, total_labels=24, segment_length=10, rounds=3,
+                             initial_steps=300, segments_per_round=40),
+        RewardNetConfig(hidden_sizes=(16,), ensemble_size=2),
+        RewardTrainingConfig(max_epochs=2, device="cpu"),
+        replace(TINY, anneal=True, eval_episodes=0),
+        callback=AfterEachRound(),
+    )
+    # 768 policy steps in 3 rounds of 256 (two 128-step rollouts each): the last update of
+    # each round ran at 1 − 256/768, 1 − 512/768 and 0 of the rate, not at 0 every round.
+    assert learning_rates == pytest.approx([TINY.learning_rate * 2 / 3, TINY.learning_rate / 3, 0.0])
 
 
 def test_callback_false_stops_finetuning() -> None:

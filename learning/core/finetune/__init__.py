@@ -47,12 +47,14 @@ from learning.core.finetune.rewards import (
 from learning.core.finetune.training import (
     EvaluationResult,
     FinetuneResult,
+    LinearDecay,
     algo_name,
     attach_env,
     build_model,
     evaluate_policy,
     finetune_policy,
     relabel_replay_buffer,
+    set_schedules,
     train_policy,
 )
 from learning.core.finetune.vec_env import LearnedRewardVecEnv, make_vec_env
@@ -68,6 +70,7 @@ __all__ = [
     "FinetuneResult",
     "LearnedReward",
     "LearnedRewardVecEnv",
+    "LinearDecay",
     "act_dim_of",
     "add_absorbing_feature",
     "algo_name",
@@ -79,6 +82,7 @@ __all__ = [
     "load_policy",
     "make_vec_env",
     "relabel_replay_buffer",
+    "set_schedules",
     "resolve_algo",
     "save_policy",
     "train_policy",

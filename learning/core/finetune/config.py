@@ -63,6 +63,13 @@ class FinetuneConfig(_ConfigBase):
     ent_coef: float = 0.0
     """PPO/A2C: entropy bonus (SAC tunes its own temperature automatically)."""
 
+    anneal: bool = False
+    """PPO/A2C: decay the learning rate (and PPO's clip range) linearly to 0 over the whole
+    training run — all of ``total_steps``, or all of a preference loop's policy steps across its
+    rounds — as rl-zoo3 does for PPO on CartPole. Without it the last updates are as large as the
+    first and the final policy can drift off a good one. SAC and DQN ignore it (their replay data
+    outlives any one stretch of the schedule)."""
+
     use_sde: bool = False
     """PPO/SAC with Box actions: generalised state-dependent exploration."""
 

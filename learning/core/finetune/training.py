@@ -21,14 +21,50 @@ from learning.core.finetune.vec_env import LearnedRewardVecEnv, make_vec_env
 __all__ = [
     "EvaluationResult",
     "FinetuneResult",
+    "LinearDecay",
     "algo_name",
     "attach_env",
     "build_model",
     "evaluate_policy",
     "finetune_policy",
     "relabel_replay_buffer",
+    "set_schedules",
     "train_policy",
 ]
+
+
+@dataclass(frozen=True)
+class LinearDecay:
+    """An SB3 schedule that decays ``initial`` linearly to 0 over a training run of ``total``
+    env steps that began when the model had taken ``begin`` steps, correct across several
+    ``learn()`` calls (a preference loop's rounds).
+
+    SB3 hands a schedule the progress remaining *of the current* ``learn()`` call,
+    ``1 − num_timesteps / call_end``; ``call_end`` (the model's step count at the end of that
+    call) turns it back into the model's step count, and so into the run's progress. A plain
+    class, so a saved model pickles it.
+    """
+
+    initial: float
+    begin: int
+    total: int
+    call_end: int
+
+    def __call__(self, progress_remaining: float) -> float:
+        done = (1.0 - progress_remaining) * self.call_end - self.begin
+        return self.initial * min(1.0, max(0.0, 1.0 - done / self.total))
+
+
+def set_schedules(model: Any, config: FinetuneConfig, *, begin: int, total: int, steps: int) -> None:
+    """Before ``model.learn(steps)``: when ``config.anneal`` and the model is on-policy (PPO,
+    A2C), point its learning-rate (and PPO's clip-range) schedules at the run's progress —
+    ``begin`` is the model's step count when the run began, ``total`` the run's env steps."""
+    if not config.anneal or algo_name(model) not in ("ppo", "a2c"):
+        return
+    call_end = int(model.num_timesteps) + steps
+    model.lr_schedule = LinearDecay(config.learning_rate, begin, total, call_end)
+    if algo_name(model) == "ppo":
+        model.clip_range = LinearDecay(config.clip_range, begin, total, call_end)
 
 
 def build_model(config: FinetuneConfig, venv: Any) -> Any:
@@ -299,6 +335,7 @@ def finetune_policy(
             finally:
                 probe.close()
         model = attach_env(init, venv, seed=config.seed)
+    set_schedules(model, config, begin=int(model.num_timesteps), total=config.total_steps, steps=config.total_steps)
     stopped, true_returns = train_policy(
         model, config.total_steps, callback=callback, report_every_steps=config.report_every_steps
     )
