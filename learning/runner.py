@@ -297,6 +297,21 @@ def snapshot_judgements(run: TrainingRun) -> list[Judgement]:
     return rows
 
 
+HEARTBEAT_EVERY_STEPS = 20
+"""Optimiser steps between the trainer's reports inside an epoch, when the run's config asks
+for none (the reporter throttles what it writes)."""
+
+
+def trainer_config(train: RewardTrainingConfig) -> RewardTrainingConfig:
+    """``train`` as the worker runs it: reporting inside epochs too, so a long epoch still
+    heartbeats (the reporter writes at most twice a second) — without that, one epoch longer
+    than ``STALE_AFTER_S`` would look like a lost worker. Reports change nothing in training,
+    and the run's recorded config stays as it was given."""
+    if train.report_every_steps:
+        return train
+    return replace(train, report_every_steps=HEARTBEAT_EVERY_STEPS)
+
+
 class RunReporter:
     """The trainer's callback: writes progress, metrics and a heartbeat to the run row, and
     stops training when someone asked to cancel. Writes at most every ``min_interval_s``
@@ -425,7 +440,8 @@ def resume_state(run: TrainingRun, config: RunConfig) -> tuple[TrainingState | N
             state = load_training_state(handle)
     except (RewardCheckpointError, OSError) as exc:
         return None, f"Not resuming from the checkpoint ({exc}); training from scratch."
-    same_train = replace(state.train_config, max_epochs=config.train.max_epochs) == config.train
+    train = trainer_config(config.train)
+    same_train = replace(state.train_config, max_epochs=train.max_epochs) == train
     if state.net_config != config.net or not same_train:
         return None, "The checkpoint was made with other configs; training from scratch."
     return state, f"Attempt {run.attempts}: resumed from epoch {state.epoch}."
@@ -478,7 +494,7 @@ def train_run(
         run.save(update_fields=["log", "metrics"])
     reporter = RunReporter(run, max_epochs=config.train.max_epochs, progress_span=progress_span)
     ensemble, result = train_reward_model(
-        dataset, config.net, config.train, callback=reporter, start=start
+        dataset, config.net, trainer_config(config.train), callback=reporter, start=start
     )
     summary = {
         k: _json_float(v) if isinstance(v, float) else v for k, v in result.summary().items()

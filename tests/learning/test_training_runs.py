@@ -811,6 +811,41 @@ def test_a_worker_swept_while_it_stalled_stops_and_leaves_the_run_to_the_next_at
     assert not run.model_versions.exists() and "late" not in run.log
 
 
+def test_a_long_epoch_still_heartbeats_inside_it(labelled: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One epoch can outlast the stale-run window on a big dataset; the run must heartbeat
+    within it, not only at its end, or a sweep would take a live worker for a dead one."""
+    from learning import runner
+
+    config = RunConfig.from_dict({**TINY, "train": {**TINY["train"], "max_epochs": 1, "batch_size": 1}})
+    assert config.train.report_every_steps == 0  # the run asked for no reports inside epochs
+    run = services.run_claim(
+        run_id=services.run_enqueue(campaign=labelled, config=config, triggered_by=None).pk
+    )
+    beats: list[tuple[int, bool]] = []
+    real = runner.RunReporter.on_step
+
+    def watch(self: Any, step: int, metrics: Any) -> bool:
+        before = TrainingRun.objects.get(pk=run.pk).heartbeat_at
+        answer = real(self, step, metrics)
+        beats.append((step, TrainingRun.objects.get(pk=run.pk).heartbeat_at != before))
+        return answer
+
+    monkeypatch.setattr(runner, "HEARTBEAT_EVERY_STEPS", 5)  # a tiny epoch of 18 steps
+    monkeypatch.setattr(runner.RunReporter, "on_step", watch)
+    monkeypatch.setattr(runner.RunReporter, "__init__", _no_throttle(runner.RunReporter.__init__))
+    assert runner.train_run(run) is not None
+    inside = [step for step, beat in beats[:-1] if beat]  # all but the epoch-end report
+    assert inside[:3] == [5, 10, 15]
+    assert TrainingRun.objects.get(pk=run.pk).config["train"]["report_every_steps"] == 0
+
+
+def _no_throttle(init: Any) -> Any:
+    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**kwargs, "min_interval_s": 0.0})
+
+    return patched
+
+
 def test_judgements_changed_before_the_first_attempt_fail_it_too(
     labelled: Any, researcher: Any
 ) -> None:
