@@ -303,7 +303,7 @@ def setup_django(env: dict[str, str]) -> None:
     django.setup()
 
 
-def seed(levels: list[int], pairs_per_level: int) -> tuple[dict[int, int], dict[int, list[str]]]:
+def seed(levels: list[int], pairs_per_level: int) -> tuple[list[int], list[list[str]]]:
     """One campaign per level (so each level's check is independent), annotators with tokens."""
     import numpy as np
     from django.contrib.auth.models import Group, User
@@ -330,19 +330,21 @@ def seed(levels: list[int], pairs_per_level: int) -> tuple[dict[int, int], dict[
     segment_ids = list(trajectory.segments.values_list("id", flat=True))
     all_pairs = [(a, b) for i, a in enumerate(segment_ids) for b in segment_ids[i + 1:]]
     group = Group.objects.get(name="annotator")
-    campaigns: dict[int, int] = {}
-    tokens: dict[int, list[str]] = {}
+    # One campaign and one set of annotators per level, in order (a level may repeat, e.g. a
+    # warm-up: each run is checked against its own campaign).
+    campaigns: list[int] = []
+    tokens: list[list[str]] = []
     rng = random.Random(0)
     for level in levels:
         campaign = services.campaign_create(name=f"bench-{level}-{time.time_ns()}", env=env, segment_length=10)
         chosen = rng.sample(all_pairs, pairs_per_level)
         services.pairs_add(campaign=campaign, segment_pairs=chosen)
-        campaigns[level] = campaign.pk
-        tokens[level] = []
+        campaigns.append(campaign.pk)
+        tokens.append([])
         for i in range(level):
             user = User.objects.create_user(username=f"bench-{level}-{i}-{time.time_ns()}", password=None)
             user.groups.add(group)
-            tokens[level].append(Token.objects.create(user=user).key)
+            tokens[-1].append(Token.objects.create(user=user).key)
     return campaigns, tokens
 
 
@@ -455,14 +457,14 @@ def main() -> None:
     meter = CpuMeter(server.pid, database_url if args.database == "postgres" else None)
     try:
         wait_ready(port)
-        for level in levels:
+        for index, level in enumerate(levels):
             before = meter.sample()
             acked, next_lat, judge_lat, errors, elapsed = asyncio.run(
-                run_level(port, tokens[level], campaigns[level], args.duration, args.max_judgements,
+                run_level(port, tokens[index], campaigns[index], args.duration, args.max_judgements,
                           combined=args.protocol == "combined", rate=args.rate)
             )
             cpu = CpuMeter.per_judgement(before, meter.sample(), len(acked))
-            once, db_count, duplicates = check(campaigns[level], acked)
+            once, db_count, duplicates = check(campaigns[index], acked)
             result = LevelResult(
                 annotators=level, protocol=args.protocol, offered_per_s=args.rate, duration_s=round(elapsed, 2), judgements=len(acked),
                 judgements_per_s=round(len(acked) / elapsed, 1), next_ms=percentiles(next_lat),

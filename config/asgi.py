@@ -24,3 +24,12 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Everything loaded so far (Django, the apps, the URL and template machinery) lives as long as
+# the process: freezing it keeps the collector from walking ~100,000 objects (~45 ms on the
+# 2-core VM) in every full collection, which showed as latency spikes under load.
+if os.environ.get("PREFLAB_GC_FREEZE", "1") != "0":
+    import gc
+
+    gc.collect()
+    gc.freeze()
