@@ -111,6 +111,9 @@ class LevelResult:
     # Unlike throughput, it hardly moves when other work shares the machine.
     cpu_ms_per_judgement: dict[str, float]
     load_average: list[float]
+    # CPU seconds each server process used during the level, busiest first: how evenly the
+    # workers shared the connections.
+    server_cpu_s_by_process: list[float]
 
 
 # --- CPU accounting (Linux /proc) ---------------------------------------------------------------
@@ -179,6 +182,11 @@ class CpuMeter:
         out["client"] = round(1000 * (after["client"] - before["client"]) / n, 2)
         out["total"] = round(sum(out.values()), 2)
         return out
+
+    @staticmethod
+    def by_server_process(before: dict[str, Any], after: dict[str, Any]) -> list[float]:
+        used = [cpu - before["server"].get(pid, 0.0) for pid, cpu in after["server"].items()]
+        return sorted((round(u, 2) for u in used if u > 0.05), reverse=True)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -463,7 +471,8 @@ def main() -> None:
                 run_level(port, tokens[index], campaigns[index], args.duration, args.max_judgements,
                           combined=args.protocol == "combined", rate=args.rate)
             )
-            cpu = CpuMeter.per_judgement(before, meter.sample(), len(acked))
+            after = meter.sample()
+            cpu = CpuMeter.per_judgement(before, after, len(acked))
             once, db_count, duplicates = check(campaigns[index], acked)
             result = LevelResult(
                 annotators=level, protocol=args.protocol, offered_per_s=args.rate, duration_s=round(elapsed, 2), judgements=len(acked),
@@ -471,6 +480,7 @@ def main() -> None:
                 judgement_ms=percentiles(judge_lat), errors=errors, acknowledged_in_db_once=once,
                 db_judgements=db_count, duplicate_leases=duplicates, cpu_ms_per_judgement=cpu,
                 load_average=[round(x, 2) for x in os.getloadavg()],
+                server_cpu_s_by_process=CpuMeter.by_server_process(before, after),
             )
             results.append(result)
             print(json.dumps(asdict(result)), flush=True)
