@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from django.contrib.auth.models import Group, User
+from django.core.files.storage import default_storage
 
 from feedback import services
-from feedback.models import Judgement
+from feedback.datasets.filters import DatasetFilters
+from feedback.datasets.services import snapshot_create
+from feedback.models import Campaign, DatasetSnapshot, Judgement
 from feedback.services.annotation import JudgementInput
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -39,3 +44,21 @@ def simulated_user() -> User:
     user = User.objects.create_user(username="sim-teacher", password="x")
     user.groups.add(Group.objects.get_or_create(name="annotator")[0])
     return user
+
+
+def export(*campaigns: Campaign, formats: tuple[str, ...] = ("parquet",), **filters: Any) -> DatasetSnapshot:
+    """A snapshot of ``campaigns`` built in this process, which must succeed."""
+    snapshot = snapshot_create(
+        name="test", filters=DatasetFilters(campaign_ids=tuple(c.pk for c in campaigns), **filters),
+        formats=formats, background=False,
+    )
+    assert snapshot.status == DatasetSnapshot.Status.SUCCEEDED, snapshot.error
+    return snapshot
+
+
+def local(snapshot: DatasetSnapshot, name: str) -> Path:
+    return Path(default_storage.path(snapshot.files[name]["path"]))
+
+
+def pair_rows(snapshot: DatasetSnapshot) -> list[dict[str, Any]]:
+    return pq.read_table(local(snapshot, "pairs.parquet")).to_pylist()

@@ -33,7 +33,7 @@ from feedback.models import (
     Trajectory,
 )
 from feedback.quality import krippendorff_alpha_nominal
-from tests.feedback.datasets_helpers import T0, label, simulated_user
+from tests.feedback.datasets_helpers import T0, export, label, local, pair_rows, simulated_user
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -49,21 +49,6 @@ def labelled(quick_campaign: Callable[..., Any], annotator: Any, other_annotator
     label(other_annotator, campaign, ["left", "right", "right", "left", "left", "equal"], day=1)
     label(simulated_user(), campaign, ["right", "left", "left", "equal", "right", "left"], simulated=True, day=2)
     return campaign
-
-
-def export(campaign: Campaign, *, formats: tuple[str, ...] = ("parquet",), **filters: Any) -> DatasetSnapshot:
-    snapshot = snapshot_create(name="test", filters=DatasetFilters(campaign_ids=(campaign.pk,), **filters),
-                               formats=formats, background=False)
-    assert snapshot.status == DatasetSnapshot.Status.SUCCEEDED, snapshot.error
-    return snapshot
-
-
-def local(snapshot: DatasetSnapshot, name: str) -> Path:
-    return Path(default_storage.path(snapshot.files[name]["path"]))
-
-
-def pair_rows(snapshot: DatasetSnapshot) -> list[dict[str, Any]]:
-    return pq.read_table(local(snapshot, "pairs.parquet")).to_pylist()
 
 
 def test_parquet_has_one_row_per_pair_with_every_vote_and_provenance(labelled: Campaign) -> None:

@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
@@ -24,8 +23,8 @@ from feedback import services
 from feedback.datasets.filters import DatasetFilters
 from feedback.datasets.importer import snapshot_import
 from feedback.datasets.services import snapshot_create
-from feedback.models import Campaign, DatasetSnapshot, Judgement, Pair, Segment, Trajectory
-from tests.feedback.datasets_helpers import T0, label
+from feedback.models import Campaign, Judgement, Pair, Segment, Trajectory
+from tests.feedback.datasets_helpers import T0, export, label, local, pair_rows
 
 VOTE_FIELDS = ("annotator", "preference", "preferred_a_probability", "desirability_a", "desirability_b",
                "confidence", "elapsed_ms", "left_is_a", "is_simulated", "created_at")
@@ -54,22 +53,6 @@ def mixed(quick_campaign: Callable[..., Any], annotator: Any, other_annotator: A
     second = quick_campaign(name="second", env_id="Other-v3", n_trajectories=3, pairs=2, overlap=1)
     label(annotator, second, ["left", "right"], day=2)
     return campaign, second
-
-
-def export(*campaigns: Campaign, formats: tuple[str, ...] = ("parquet",), **filters: Any) -> DatasetSnapshot:
-    snapshot = snapshot_create(name="mixed", filters=DatasetFilters(campaign_ids=tuple(c.pk for c in campaigns),
-                                                                      **filters),
-                               formats=formats, background=False)
-    assert snapshot.status == DatasetSnapshot.Status.SUCCEEDED, snapshot.error
-    return snapshot
-
-
-def local(snapshot: DatasetSnapshot, name: str) -> Path:
-    return Path(default_storage.path(snapshot.files[name]["path"]))
-
-
-def pair_rows(snapshot: DatasetSnapshot) -> list[dict[str, Any]]:
-    return pq.read_table(local(snapshot, "pairs.parquet")).to_pylist()
 
 
 def test_every_vote_field_and_provenance_column_equals_the_database(mixed: tuple[Campaign, Campaign]) -> None:
