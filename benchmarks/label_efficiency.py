@@ -70,6 +70,8 @@ REWARD = RewardTrainingConfig(
 # training return stuck at 120–200) and ended below 0.7; with both, seeds 0–5 of both teachers
 # ended at 0.74–1.00 (docs/benchmarks.md, "CartPole-v1 on the 2-core VM"). SAC (Pendulum)
 # ignores both: it tunes its own entropy temperature.
+# (Both are FinetuneConfig's defaults since; spelled out here so the benchmark's configuration
+# does not move with them.)
 FINETUNE = FinetuneConfig(
     algo="auto", n_envs=8, n_steps=128, train_freq=2, anneal=True, ent_coef=0.01,
     eval_episodes=EVAL_EPISODES, device="cpu",

@@ -21,7 +21,8 @@ class FinetuneConfig(_ConfigBase):
 
     One config serves every algorithm: fields that an algorithm does not use are ignored by it
     (``n_steps`` only matters to PPO/A2C, ``buffer_size`` only to SAC/DQN). The defaults are
-    rl-zoo3's tuned values for the classic-control tasks, merged where they agree.
+    rl-zoo3's tuned values for the classic-control tasks, merged where they agree, except that PPO and
+    A2C keep a small entropy bonus against a learned reward (``ent_coef``).
     """
 
     algo: str = "auto"
@@ -60,10 +61,13 @@ class FinetuneConfig(_ConfigBase):
     clip_range: float = 0.2
     """PPO: policy-ratio clip."""
 
-    ent_coef: float = 0.0
-    """PPO/A2C: entropy bonus (SAC tunes its own temperature automatically)."""
+    ent_coef: float = 0.01
+    """PPO/A2C: entropy bonus (SAC tunes its own temperature automatically). Not rl-zoo3's 0, which
+    is tuned for the true reward: against a learned reward, a policy with no entropy bonus can
+    settle early into a mode the reward never lifts it out of (about one CartPole seed in six in
+    the label-efficiency benchmark; none of 24 with 0.01, docs/benchmarks.md)."""
 
-    anneal: bool = False
+    anneal: bool = True
     """PPO/A2C: decay the learning rate (and PPO's clip range) linearly to 0 over the whole
     training run — all of ``total_steps``, or all of a preference loop's policy steps across its
     rounds — as rl-zoo3 does for PPO on CartPole. Without it the last updates are as large as the
