@@ -181,7 +181,7 @@ class SegmentTable:
         missing = sorted(set(segment_ids[~hit].tolist()))
         rows = list(zip(*(c.to_pylist() for c in self.arrow.values())))
         old = [(int(i), *r) for i, r in zip(self.ids, rows)]
-        extra = read_beside_stream(
+        extra = beside_stream(
             lambda: list(Segment.objects.filter(id__in=missing).values_list(*PROVENANCE)))
         if len(extra) != len(missing):
             raise DatasetExportError("A segment was deleted while the export ran; start the export again.")
@@ -247,26 +247,27 @@ _stream = threading.local()  # copy_open: this thread's connection is busy with 
 T = TypeVar("T")
 
 
-def read_beside_stream(read: Callable[[], T]) -> T:
-    """Run a read while the judgements stream. On PostgreSQL the COPY holds the main
-    connection (and psycopg's lock on it) until its last row is read, so a read issued in
-    mid-stream would wait on itself forever: it goes through a thread's own short-lived
-    connection instead, as ``feedback.datasets.services._progress_write`` does."""
+def beside_stream(query: Callable[[], T]) -> T:
+    """Run a query (a read, or a progress write) while the judgements may be streaming. On
+    PostgreSQL the COPY holds the main connection (and psycopg's lock on it) until its last
+    row is read, so a query issued in mid-stream would wait on itself forever: it goes
+    through a thread's own short-lived connection instead (autocommit, so a write is seen
+    at once). Outside a stream it runs here, on the caller's connection."""
     if not getattr(_stream, "copy_open", False):
-        return read()
+        return query()
     from django.db import connections
 
     outcome: list[Any] = []
 
     def run() -> None:
         try:
-            outcome.append(read())
+            outcome.append(query())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             outcome.append(exc)
         finally:
             connections.close_all()  # this thread's connections only
 
-    thread = threading.Thread(target=run, name="dataset-export-read")
+    thread = threading.Thread(target=run, name="dataset-export-beside-stream")
     thread.start()
     thread.join()
     if isinstance(outcome[0], BaseException):
@@ -278,7 +279,7 @@ def _copy_csv(connection: Any, sql: str, params: Any) -> Iterator[pa.Table]:
     """``COPY (sql) TO STDOUT (FORMAT csv)`` read through libpq directly, parsed by pyarrow
     a few MiB at a time. PostgreSQL sends one message per row; psycopg's ``Copy`` iterator
     spends ~10 µs of Python on each, the blocking ``get_copy_data`` loop about a tenth of
-    that. The COPY holds the connection until the last row is read (see ``_progress_write``)."""
+    that. The COPY holds the connection until the last row is read (see ``beside_stream``)."""
     import psycopg
     import pyarrow.csv as pcsv
 
@@ -388,7 +389,7 @@ class PairBatcher:
     def _load_users(self) -> None:
         from django.contrib.auth import get_user_model
 
-        users = read_beside_stream(
+        users = beside_stream(
             lambda: list(get_user_model().objects.order_by("pk").values_list("pk", "username")))
         self.user_ids = np.array([u[0] for u in users], dtype=np.int64)
         self.usernames = pa.array([u[1] for u in users], pa.string())

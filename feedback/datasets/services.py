@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import tempfile
-import threading
 import zipfile
 from collections.abc import Sequence
 from datetime import timedelta
@@ -15,10 +14,10 @@ from typing import Any
 
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connection, connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from feedback.datasets.export import DatasetExportError, export_tables
+from feedback.datasets.export import DatasetExportError, beside_stream, export_tables
 from feedback.datasets.filters import DatasetFilters
 from feedback.datasets.schema import SCHEMA_VERSION
 from feedback.models import Campaign, DatasetSnapshot, PolicyVersion
@@ -153,26 +152,13 @@ def snapshots_mark_stale(*, stale_after_s: float = SNAPSHOT_STALE_AFTER_S) -> in
 
 
 def _progress_write(snapshot_id: int, fraction: float) -> None:
-    """Record progress. On PostgreSQL the export streams through ``COPY`` on the main
-    connection, which can run nothing else meanwhile: the write goes through a short-lived
-    connection of its own (a thread's), and is visible to the page at once."""
-    if connection.vendor != "postgresql":
-        DatasetSnapshot.objects.filter(pk=snapshot_id).update(
+    """Record progress, visible to the page at once (beside the judgements' COPY when it holds
+    the main connection)."""
+    beside_stream(
+        lambda: DatasetSnapshot.objects.filter(pk=snapshot_id).update(
             progress=fraction, heartbeat_at=timezone.now()
         )
-        return
-
-    def write() -> None:
-        try:
-            DatasetSnapshot.objects.filter(pk=snapshot_id).update(
-                progress=fraction, heartbeat_at=timezone.now()
-            )
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    thread = threading.Thread(target=write, name="dataset-progress")
-    thread.start()
-    thread.join()
+    )
 
 
 def snapshot_build(*, snapshot_id: int) -> str:
