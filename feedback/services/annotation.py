@@ -314,7 +314,7 @@ def assignment_lease_next(
     exclude_ids = list(exclude_ids)
     skip_locked = connection.features.has_select_for_update_skip_locked
     left_is_a: bool | None = None
-    force_reclaim = False
+    looked = found_none = False  # looked for lapsed leases / a pass found nothing, in this call
     for _ in range(MAX_LEASE_ATTEMPTS):
         moment = now or timezone.now()
         try:
@@ -324,7 +324,8 @@ def assignment_lease_next(
                 )
                 if resumed is not None:
                     return resumed
-                looked = _reclaim_lapsed(campaign=campaign, now=moment, force=force_reclaim) is not None
+                force = found_none and not looked  # must look before answering "nothing left"
+                looked = _reclaim_lapsed(campaign=campaign, now=moment, force=force) is not None or looked
                 if want_repeat:
                     repeat = _lease_repeat(campaign=campaign, annotator=annotator, now=moment, rng=rng)
                     if repeat is not None:
@@ -343,16 +344,15 @@ def assignment_lease_next(
                     if leased is not None:
                         return leased
         except IntegrityError:
-            # The same annotator leased this pair from a parallel request; try again.
+            # The same annotator leased this pair from a parallel request; try again (what
+            # this pass gave back was rolled back with it).
+            looked = False
             continue
-        if not looked:
-            # Nothing open, and lapsed leases were not looked for this time: look, then retry.
-            force_reclaim = True
-            continue
-        if not skip_locked:
+        if looked and not skip_locked:
             return None
-        # Pairs locked by leases in flight were skipped; wait for them before saying "none".
-        skip_locked = False
+        # Nothing open. Before saying so, one more pass that waits for pairs locked by leases
+        # in flight (skipped above) and looks for lapsed leases if this call has not yet.
+        found_none, skip_locked = True, False
     return None
 
 
