@@ -13,8 +13,8 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from learning.models import TrainingRun
 

@@ -355,12 +355,11 @@ def _write(folder: Path, manifest: dict[str, Any], *, by: Any, user_prefix: str,
             Pair.objects.bulk_create([pair for _, pair in chosen])
             for row, pair in chosen:
                 pair_ids[row["pair_id"]] = pair.pk
-        created_pairs = pairs
-        for row, pair in zip(rows, created_pairs):
+        for row, pair in zip(rows, pairs):
             pair.created_at = row["pair_created_at"]
-        Pair.objects.bulk_update(created_pairs, ["created_at"])
+        Pair.objects.bulk_update(pairs, ["created_at"])
         assignments, judgements = [], []
-        for row, pair in zip(rows, created_pairs):
+        for row, pair in zip(rows, pairs):
             counts = not row["is_gold"] and row["repeat_of"] is None
             progress[row["campaign_id"]][0] += counts
             for vote in row["votes"]:

@@ -59,11 +59,12 @@ def set_schedules(model: Any, config: FinetuneConfig, *, begin: int, total: int,
     """Before ``model.learn(steps)``: when ``config.anneal`` and the model is on-policy (PPO,
     A2C), point its learning-rate (and PPO's clip-range) schedules at the run's progress —
     ``begin`` is the model's step count when the run began, ``total`` the run's env steps."""
-    if not config.anneal or algo_name(model) not in ("ppo", "a2c"):
+    algo = algo_name(model)
+    if not config.anneal or algo not in ("ppo", "a2c"):
         return
     call_end = int(model.num_timesteps) + steps
     model.lr_schedule = LinearDecay(config.learning_rate, begin, total, call_end)
-    if algo_name(model) == "ppo":
+    if algo == "ppo":
         model.clip_range = LinearDecay(config.clip_range, begin, total, call_end)
 
 
@@ -335,7 +336,9 @@ def finetune_policy(
             finally:
                 probe.close()
         model = attach_env(init, venv, seed=config.seed)
-    set_schedules(model, config, begin=int(model.num_timesteps), total=config.total_steps, steps=config.total_steps)
+    set_schedules(
+        model, config, begin=int(model.num_timesteps), total=config.total_steps, steps=config.total_steps
+    )
     stopped, true_returns = train_policy(
         model, config.total_steps, callback=callback, report_every_steps=config.report_every_steps
     )
