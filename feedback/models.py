@@ -276,9 +276,13 @@ class Assignment(models.Model):
     One row per (pair, annotator): a lapsed lease that nobody else took is renewed in place.
     """
 
-    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
+    # No single-column indexes on the two keys: assignment_once_per_annotator (pair, annotator)
+    # and assignment_open_idx (annotator, completed_at) lead with them and serve the same
+    # lookups. Every lease inserts a row and every judgement rewrites one (completed_at is
+    # indexed, so not in place): each index less is work less on the labelling hot path.
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments", db_index=False
     )
     left_is_a = models.BooleanField(help_text="Randomised per assignment; recorded for bias.")
     leased_at = models.DateTimeField()
@@ -328,7 +332,8 @@ class Judgement(models.Model):
         UNDESIRABLE = "undesirable", "undesirable"
         UNSURE = "unsure", "unsure"
 
-    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgements")
+    # judgement_once_per_annotator (pair, annotator) serves lookups by pair (see Assignment).
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgements", db_index=False)
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements"
     )

@@ -48,10 +48,27 @@ class ClipSerializer(serializers.Serializer):
 def _clip(segment: Segment, request: Request) -> dict[str, Any]:
     return {
         "segment_id": segment.pk,
-        "clip_url": request.build_absolute_uri(reverse("feedback:clip", args=[segment.pk])),
+        "clip_url": clip_url(segment.pk, request),
         "length": segment.end - segment.start,
         "fps": segment.fps,
     }
+
+
+_SENTINEL_ID = "918273645"
+
+
+def clip_url(segment_id: int, request: Request) -> str:
+    """The clip's absolute URL. ``reverse()`` walks the resolver and ``build_absolute_uri()``
+    validates the host on every call; a lease names two clips and both calls cost a tenth of
+    its CPU under load, so they run once per request (the URL with a sentinel id, cached on
+    the request) and each clip's URL is that with its id put in."""
+    parts = getattr(request, "_preflab_clip_url", None)
+    if parts is None:
+        template = request.build_absolute_uri(reverse("feedback:clip", args=[int(_SENTINEL_ID)]))
+        head, found, tail = template.partition(_SENTINEL_ID)
+        assert found and _SENTINEL_ID not in tail, template
+        parts = request._preflab_clip_url = (head, tail)
+    return f"{parts[0]}{segment_id}{parts[1]}"
 
 
 def _validated(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
