@@ -2,7 +2,9 @@
 
 Why not the ORM here: profiled under load (docs/benchmarks.md, issue 3), compiling the ORM
 queries of one next → judgement round cost more CPU than PostgreSQL spent executing them.
-Each statement below is the SQL the ORM version produced, written once; the locking rules
+Each statement below is the SQL the ORM version produced, written once (built once per
+database vendor and shape, and cached: rebuilding them and looking the connection up through
+Django's per-context proxy for every quoted name was a fifth of a judgement's CPU); the locking rules
 (FOR NO KEY UPDATE, SKIP LOCKED, re-checking ``is_open`` on the locked row) are explained in
 ``feedback.services.annotation``. The rarer paths (renewing a lease, reclaiming lapsed ones,
 repeats, adaptive overlap, resubmits) stay in the ORM.
@@ -21,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from feedback.models import Assignment, Campaign, Judgement, Pair, Segment
 
@@ -32,8 +34,10 @@ def _qn(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _postgres() -> bool:
-    return connection.vendor == "postgresql"
+def _db() -> Any:
+    """The default connection wrapper, looked up once (each ``connection.x`` is a lookup in
+    the per-context connection store)."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 # Statements run this many times on a pooled connection are prepared: PostgreSQL plans them
@@ -42,27 +46,29 @@ def _postgres() -> bool:
 PREPARE_THRESHOLD = 2
 
 
-def hot_cursor() -> Any:
+def hot_cursor(db: Any = None) -> Any:
     """A cursor for the statements in this module. On PostgreSQL it binds parameters on the
     server, so psycopg can prepare the statement once per connection (Django's own cursors
     bind on the client and disable preparing, which some ORM queries need); counted and
-    error-wrapped like any Django cursor."""
-    if not _postgres():
-        return connection.cursor()
+    error-wrapped like any Django cursor. ``db``: the connection wrapper, when the caller
+    has it."""
+    db = db or _db()
+    if db.vendor != "postgresql":
+        return db.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
-    connection.ensure_connection()
-    raw = connection.connection
+    db.ensure_connection()
+    raw = db.connection
     if raw.prepare_threshold != PREPARE_THRESHOLD:
         # Only server-binding cursors prepare, so Django's own queries are unaffected.
         raw.prepare_threshold = PREPARE_THRESHOLD
     cursor = ServerBindingCursor(raw)
-    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
-def _dt(value: datetime) -> Any:
+def _dt(value: datetime, db: Any) -> Any:
     """A datetime as the ORM stores it (SQLite: naive UTC text, which must compare as text)."""
-    return connection.ops.adapt_datetimefield_value(value)
+    return db.ops.adapt_datetimefield_value(value)
 
 
 @dataclass(frozen=True)
@@ -127,10 +133,10 @@ def _campaign_columns(vendor: str) -> tuple[str, list[str]]:
     return sql, fields
 
 
-def _campaign_from_row(row: Sequence[Any]) -> Campaign:
+def _campaign_from_row(row: Sequence[Any], db: Any) -> Campaign:
     """A campaign from ``_campaign_columns``' values, with ``may_label`` set."""
-    _, fields = _campaign_columns(connection.vendor)
-    campaign = Campaign.from_db(connection.alias, fields, row[: len(fields)])
+    _, fields = _campaign_columns(db.vendor)
+    campaign = Campaign.from_db(db.alias, fields, row[: len(fields)])
     campaign.adaptive_overlap = bool(campaign.adaptive_overlap)  # SQLite answers 0/1
     campaign.may_label = bool(row[len(fields)])  # type: ignore[attr-defined]
     return campaign
@@ -138,12 +144,16 @@ def _campaign_from_row(row: Sequence[Any]) -> Campaign:
 
 def campaign_with_may_label(*, campaign_id: int, user: Any) -> Campaign | None:
     """The campaign row with ``may_label`` set (one query), or None when there is none."""
-    columns, _ = _campaign_columns(connection.vendor)
-    sql = f"SELECT {columns} FROM {_tables(connection.vendor).campaign} c WHERE c.id = %s"
-    with hot_cursor() as cursor:
-        cursor.execute(sql, [user.pk, user.pk, campaign_id])
+    db = _db()
+    with hot_cursor(db) as cursor:
+        cursor.execute(_campaign_sql(db.vendor), [user.pk, user.pk, campaign_id])
         row = cursor.fetchone()
-    return None if row is None else _campaign_from_row(row)
+    return None if row is None else _campaign_from_row(row, db)
+
+
+@lru_cache(maxsize=2)
+def _campaign_sql(vendor: str) -> str:
+    return f"SELECT {_campaign_columns(vendor)[0]} FROM {_tables(vendor).campaign} c WHERE c.id = %s"
 
 
 # --- leasing --------------------------------------------------------------------------------------
@@ -152,37 +162,43 @@ def campaign_with_may_label(*, campaign_id: int, user: Any) -> Campaign | None:
 def open_lease_ids(*, campaign_id: int, annotator_id: int, exclude_ids: list[int]) -> list[int]:
     """The caller's unanswered leases in the campaign that hold or can get a slot, oldest
     first, locked (PostgreSQL); see ``_resume_open_lease``."""
-    t = _tables(connection.vendor)
-    params: list[Any] = [annotator_id, campaign_id]
-    exclude = ""
-    if exclude_ids:
-        exclude = f" AND a.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})"
-        params += exclude_ids
-    lock = " FOR UPDATE OF a" if _postgres() else ""
-    sql = (
+    db = _db()
+    with hot_cursor(db) as cursor:
+        cursor.execute(_open_lease_sql(db.vendor, len(exclude_ids)), [annotator_id, campaign_id, *exclude_ids])
+        return [row[0] for row in cursor.fetchall()]
+
+
+@lru_cache(maxsize=64)
+def _open_lease_sql(vendor: str, excluded: int) -> str:
+    t = _tables(vendor)
+    exclude = f" AND a.id NOT IN ({', '.join(['%s'] * excluded)})" if excluded else ""
+    lock = " FOR UPDATE OF a" if vendor == "postgresql" else ""
+    return (
         f"SELECT a.id FROM {t.assignment} a JOIN {t.pair} p ON p.id = a.{_qn('pair_id')} "
         f"WHERE a.{_qn('annotator_id')} = %s AND p.{_qn('campaign_id')} = %s AND a.{_qn('completed_at')} IS NULL "
         f"AND (a.{_qn('holds_slot')} OR p.{_qn('is_open')}){exclude} "
         f"ORDER BY a.{_qn('leased_at')}, a.id LIMIT 8{lock}"
     )
-    with hot_cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
 
 
 def lapsed_leases(*, campaign_id: int, now: datetime, limit: int) -> list[tuple[int, int]]:
     """(assignment id, pair id) of lapsed leases still holding a slot, oldest first. On
     PostgreSQL they are locked, skipping those being renewed or answered right now."""
-    t = _tables(connection.vendor)
-    lock = " FOR UPDATE OF a SKIP LOCKED" if _postgres() else ""
-    sql = (
+    db = _db()
+    with hot_cursor(db) as cursor:
+        cursor.execute(_lapsed_sql(db.vendor), [campaign_id, _dt(now, db), limit])
+        return [(row[0], row[1]) for row in cursor.fetchall()]
+
+
+@lru_cache(maxsize=2)
+def _lapsed_sql(vendor: str) -> str:
+    t = _tables(vendor)
+    lock = " FOR UPDATE OF a SKIP LOCKED" if vendor == "postgresql" else ""
+    return (
         f"SELECT a.id, a.{_qn('pair_id')} FROM {t.assignment} a JOIN {t.pair} p ON p.id = a.{_qn('pair_id')} "
         f"WHERE p.{_qn('campaign_id')} = %s AND a.{_qn('completed_at')} IS NULL AND a.{_qn('holds_slot')} "
         f"AND a.{_qn('expires_at')} <= %s ORDER BY a.{_qn('expires_at')} LIMIT %s{lock}"
     )
-    with hot_cursor() as cursor:
-        cursor.execute(sql, [campaign_id, _dt(now), limit])
-        return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
 def _candidate_where(t: _Tables) -> str:
@@ -198,15 +214,15 @@ def _segment_columns(alias: str) -> str:
     return ", ".join(f"{alias}.{_qn(name)}" for name in _SEGMENT_FIELDS)
 
 
-@lru_cache(maxsize=2)
-def _lease_sql_postgres(vendor: str) -> str:
+@lru_cache(maxsize=4)
+def _lease_sql_postgres(vendor: str, skip_locked: bool) -> str:
     t = _tables(vendor)
     # One statement: lock the first open candidate (skipping, or waiting for, pairs locked
     # by leases in flight), take its slot, insert the lease, and return it with both
     # segments. ``slots_taken < slot_limit`` is re-checked on the locked row version.
     return (
         f"WITH picked AS (SELECT p.id FROM {t.pair} p WHERE {_candidate_where(t)} "
-        f"FOR NO KEY UPDATE OF p {{skip}}), "
+        f"FOR NO KEY UPDATE OF p{' SKIP LOCKED' if skip_locked else ''}), "
         f"taken AS (UPDATE {t.pair} p SET {_qn('slots_taken')} = p.{_qn('slots_taken')} + 1, "
         f"{_qn('is_open')} = p.{_qn('slots_taken')} + 1 < p.{_qn('slot_limit')} "
         f"FROM picked WHERE p.id = picked.id AND p.{_qn('slots_taken')} < p.{_qn('slot_limit')} "
@@ -247,30 +263,31 @@ def lease_new_pair(
 ) -> Assignment | None:
     """Take a slot on the first open pair the annotator never had and lease it to them;
     None when no such pair is free. Runs inside the caller's transaction."""
-    with hot_cursor() as cursor:
-        if _postgres():
-            sql = _lease_sql_postgres(connection.vendor).replace("{skip}", "SKIP LOCKED" if skip_locked else "")
+    db = _db()
+    with hot_cursor(db) as cursor:
+        if db.vendor == "postgresql":
             cursor.execute(
-                sql, [campaign_id, gold, annotator.pk, annotator.pk, left_is_a, _dt(leased_at), _dt(expires_at)]
+                _lease_sql_postgres(db.vendor, skip_locked),
+                [campaign_id, gold, annotator.pk, annotator.pk, left_is_a, leased_at, expires_at],
             )
             row = cursor.fetchone()
             if row is None:
                 return None
             assignment_id, pair_id, segments = row[0], row[1], row[2:]
         else:
-            pick, take, insert = _lease_sql_sqlite(connection.vendor)
+            pick, take, insert = _lease_sql_sqlite(db.vendor)
             cursor.execute(pick, [campaign_id, gold, annotator.pk])
             found = cursor.fetchone()
             if found is None:
                 return None
             pair_id, segments = found[0], found[1:]
             cursor.execute(take, [pair_id])
-            cursor.execute(insert, [pair_id, annotator.pk, left_is_a, _dt(leased_at), _dt(expires_at)])
+            cursor.execute(insert, [pair_id, annotator.pk, left_is_a, _dt(leased_at, db), _dt(expires_at, db)])
             assignment_id = cursor.fetchone()[0]
-    n = len(_SEGMENT_FIELDS)
-    segment_a = Segment.from_db(connection.alias, _SEGMENT_FIELDS, segments[:n])
-    segment_b = Segment.from_db(connection.alias, _SEGMENT_FIELDS, segments[n:])
-    pair = Pair.from_db(connection.alias, ["id", "campaign_id"], [pair_id, campaign_id])
+    n, alias = len(_SEGMENT_FIELDS), db.alias
+    segment_a = Segment.from_db(alias, _SEGMENT_FIELDS, segments[:n])
+    segment_b = Segment.from_db(alias, _SEGMENT_FIELDS, segments[n:])
+    pair = Pair.from_db(alias, ["id", "campaign_id"], [pair_id, campaign_id])
     pair.segment_a = segment_a
     pair.segment_b = segment_b
     assignment = Assignment(
@@ -278,7 +295,7 @@ def lease_new_pair(
         expires_at=expires_at, completed_at=None, holds_slot=True,
     )
     assignment._state.adding = False
-    assignment._state.db = connection.alias
+    assignment._state.db = alias
     return assignment
 
 
@@ -308,21 +325,11 @@ def lock_assignment(*, assignment_id: int, campaign_for: Any = None) -> LockedAs
     """Lock the assignment row (PostgreSQL) and read it with its pair and campaign; with
     ``campaign_for`` (a user) also the campaign row and whether that user may label it,
     in the same statement (a judgement that also leases the next pair needs it)."""
-    t = _tables(connection.vendor)
-    lock = " FOR UPDATE OF a" if _postgres() else ""
-    extra, params = "", [assignment_id]
-    if campaign_for is not None:
-        extra = ", " + _campaign_columns(connection.vendor)[0]
-        params = [campaign_for.pk, campaign_for.pk, assignment_id]
-    sql = (
-        f"SELECT a.id, a.{_qn('annotator_id')}, a.{_qn('pair_id')}, a.{_qn('left_is_a')}, "
-        f"a.{_qn('completed_at')} IS NOT NULL, a.{_qn('holds_slot')}, p.{_qn('is_gold')}, "
-        f"p.{_qn('repeat_of_id')} IS NOT NULL, p.{_qn('campaign_id')}, c.{_qn('adaptive_overlap')}, "
-        f"c.{_qn('max_overlap')}{extra} FROM {t.assignment} a JOIN {t.pair} p ON p.id = a.{_qn('pair_id')} "
-        f"JOIN {t.campaign} c ON c.id = p.{_qn('campaign_id')} WHERE a.id = %s{lock}"
-    )
-    with hot_cursor() as cursor:
-        cursor.execute(sql, params)
+    db = _db()
+    with_campaign = campaign_for is not None
+    params = [campaign_for.pk, campaign_for.pk, assignment_id] if with_campaign else [assignment_id]
+    with hot_cursor(db) as cursor:
+        cursor.execute(_lock_assignment_sql(db.vendor, with_campaign), params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -330,7 +337,21 @@ def lock_assignment(*, assignment_id: int, campaign_for: Any = None) -> LockedAs
         id=row[0], annotator_id=row[1], pair_id=row[2], left_is_a=bool(row[3]), completed=bool(row[4]),
         holds_slot=bool(row[5]), pair_is_gold=bool(row[6]), pair_is_repeat=bool(row[7]), campaign_id=row[8],
         adaptive_overlap=bool(row[9]), max_overlap=row[10],
-        campaign=_campaign_from_row(row[11:]) if campaign_for is not None else None,
+        campaign=_campaign_from_row(row[11:], db) if with_campaign else None,
+    )
+
+
+@lru_cache(maxsize=4)
+def _lock_assignment_sql(vendor: str, with_campaign: bool) -> str:
+    t = _tables(vendor)
+    lock = " FOR UPDATE OF a" if vendor == "postgresql" else ""
+    extra = ", " + _campaign_columns(vendor)[0] if with_campaign else ""
+    return (
+        f"SELECT a.id, a.{_qn('annotator_id')}, a.{_qn('pair_id')}, a.{_qn('left_is_a')}, "
+        f"a.{_qn('completed_at')} IS NOT NULL, a.{_qn('holds_slot')}, p.{_qn('is_gold')}, "
+        f"p.{_qn('repeat_of_id')} IS NOT NULL, p.{_qn('campaign_id')}, c.{_qn('adaptive_overlap')}, "
+        f"c.{_qn('max_overlap')}{extra} FROM {t.assignment} a JOIN {t.pair} p ON p.id = a.{_qn('pair_id')} "
+        f"JOIN {t.campaign} c ON c.id = p.{_qn('campaign_id')} WHERE a.id = %s{lock}"
     )
 
 
@@ -349,9 +370,30 @@ def record_judgement(
     On PostgreSQL one statement; the campaign row, which every judgement of the campaign
     updates, is then locked only from this statement to the commit right after it.
     """
-    t = _tables(connection.vendor)
-    row = {**values, "pair_id": assignment.pair_id, "assignment_id": assignment.id, "created_at": _dt(now)}
+    db = _db()
+    stored_now = _dt(now, db)
+    row = {**values, "pair_id": assignment.pair_id, "assignment_id": assignment.id, "created_at": stored_now}
     params = [row[name] for name in _JUDGEMENT_COLUMNS]
+    with hot_cursor(db) as cursor:
+        if db.vendor == "postgresql":
+            args = [*params, stored_now, True, assignment.id]
+            if count_label:
+                args.append(assignment.campaign_id)
+            cursor.execute(_record_sql_postgres(db.vendor, count_label), args)
+            return cursor.fetchone()[0]
+        insert, complete, count = _record_sql(db.vendor)
+        cursor.execute(insert, params)
+        judgement_id = cursor.fetchone()[0]
+        cursor.execute(complete, [stored_now, True, assignment.id])
+        if count_label:
+            cursor.execute(count, [assignment.campaign_id])
+        return judgement_id
+
+
+@lru_cache(maxsize=2)
+def _record_sql(vendor: str) -> tuple[str, str, str]:
+    """Insert the judgement; complete its assignment; count the label."""
+    t = _tables(vendor)
     insert = (
         f"INSERT INTO {t.judgement} ({', '.join(_qn(name) for name in _JUDGEMENT_COLUMNS)}) "
         f"VALUES ({', '.join(['%s'] * len(_JUDGEMENT_COLUMNS))}) RETURNING id"
@@ -360,18 +402,13 @@ def record_judgement(
         f"UPDATE {t.assignment} SET {_qn('completed_at')} = %s, {_qn('holds_slot')} = %s WHERE id = %s"
     )
     count = f"UPDATE {t.campaign} SET {_qn('label_count')} = {_qn('label_count')} + 1 WHERE id = %s"
-    with hot_cursor() as cursor:
-        if _postgres():
-            sql = f"WITH j AS ({insert}), done AS ({complete} RETURNING id)"
-            args = params + [_dt(now), True, assignment.id]
-            if count_label:
-                sql += f", counted AS ({count} RETURNING id)"
-                args.append(assignment.campaign_id)
-            cursor.execute(sql + " SELECT id FROM j", args)
-            return cursor.fetchone()[0]
-        cursor.execute(insert, params)
-        judgement_id = cursor.fetchone()[0]
-        cursor.execute(complete, [_dt(now), True, assignment.id])
-        if count_label:
-            cursor.execute(count, [assignment.campaign_id])
-        return judgement_id
+    return insert, complete, count
+
+
+@lru_cache(maxsize=4)
+def _record_sql_postgres(vendor: str, count_label: bool) -> str:
+    insert, complete, count = _record_sql(vendor)
+    sql = f"WITH j AS ({insert}), done AS ({complete} RETURNING id)"
+    if count_label:
+        sql += f", counted AS ({count} RETURNING id)"
+    return sql + " SELECT id FROM j"
