@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.annotation_load import seed, setup_django  # noqa: E402
+from benchmarks.annotation_load import migrated_database, seed, setup_django  # noqa: E402
 
 ANSWER = {"preference": "left", "left_desirability": "desirable", "right_desirability": "unsure",
           "elapsed_ms": 1000, "next": {"exclude": []}}
@@ -82,26 +80,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="preflab-cpu-"))
-    if args.database == "postgres":
-        import psycopg
-
-        dbname = args.postgres_url.rsplit("/", 1)[1]
-        with psycopg.connect(args.postgres_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        database_url = args.postgres_url
-    else:
-        database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    env = {
-        "PREFLAB_MODE": "production", "DJANGO_SECRET_KEY": "benchmark-only-secret",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1", "DATABASE_URL": database_url,
-        "DB_POOL_MAX_SIZE": "8" if args.database == "postgres" else "0",
-        "DB_CONN_MAX_AGE": "0" if args.database == "postgres" else "600",
-        "MEDIA_ROOT": str(workdir / "media"), "PREFLAB_VAR_DIR": str(workdir), "LOG_LEVEL": "WARNING",
-        "OMP_NUM_THREADS": "1",
-    }
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                   env={**os.environ, **env}, check=True)
+    _, env = migrated_database(args.database, args.postgres_url, workdir)
     setup_django(env)
     campaigns, tokens = seed([1], args.requests + args.warm_up + 100)
     from django.db import connection

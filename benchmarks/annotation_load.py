@@ -311,6 +311,38 @@ def setup_django(env: dict[str, str]) -> None:
     django.setup()
 
 
+def migrated_database(
+    database: str, postgres_url: str, workdir: Path, *, pool_size: int = 8
+) -> tuple[str, dict[str, str]]:
+    """A fresh, migrated database (PostgreSQL at ``postgres_url``, dropped first, or SQLite
+    in ``workdir``) and the production settings that serve it; returns (URL, environment)."""
+    if database == "postgres":
+        import psycopg
+
+        dbname = postgres_url.rsplit("/", 1)[1]
+        with psycopg.connect(postgres_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        database_url = postgres_url
+    else:
+        database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    env = {
+        "PREFLAB_MODE": "production",
+        "DJANGO_SECRET_KEY": "benchmark-only-secret",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": database_url,
+        "DB_POOL_MAX_SIZE": str(pool_size) if database == "postgres" else "0",
+        "DB_CONN_MAX_AGE": "0" if database == "postgres" else "600",
+        "MEDIA_ROOT": str(workdir / "media"),
+        "PREFLAB_VAR_DIR": str(workdir),
+        "LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": "1",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                   env={**os.environ, **env}, check=True)
+    return database_url, env
+
+
 def seed(levels: list[int], pairs_per_level: int) -> tuple[list[int], list[list[str]]]:
     """One campaign per level (so each level's check is independent), annotators with tokens."""
     import numpy as np
@@ -416,31 +448,8 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
 
     workdir = Path(tempfile.mkdtemp(prefix="preflab-bench-"))
-    if args.database == "postgres":
-        import psycopg
-
-        dbname = args.postgres_url.rsplit("/", 1)[1]
-        with psycopg.connect(args.postgres_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        database_url = args.postgres_url
-    else:
-        database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    env = {
-        "PREFLAB_MODE": "production",
-        "DJANGO_SECRET_KEY": "benchmark-only-secret",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": database_url,
-        "DB_POOL_MAX_SIZE": str(args.pool_size) if args.database == "postgres" else "0",
-        "DB_CONN_MAX_AGE": "0" if args.database == "postgres" else "600",
-        "MEDIA_ROOT": str(workdir / "media"),
-        "PREFLAB_VAR_DIR": str(workdir),
-        "LOG_LEVEL": "WARNING",
-        "OMP_NUM_THREADS": "1",
-        "PREFLAB_ASGI_THREADS": str(args.threads),
-    }
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                   env={**os.environ, **env}, check=True)
+    database_url, env = migrated_database(args.database, args.postgres_url, workdir, pool_size=args.pool_size)
+    env["PREFLAB_ASGI_THREADS"] = str(args.threads)
     setup_django(env)
     pairs_per_level = min(args.max_judgements + 100, 60000)
     campaigns, tokens = seed(levels, pairs_per_level)
