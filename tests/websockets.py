@@ -9,7 +9,10 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-REDIS_LAYER = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:6379/5"]}}
+from config.channel_layers import redis_channel_layer
+
+REDIS_URL = "redis://127.0.0.1:6379/5"  # a database of its own: tests never touch others' keys
+REDIS_LAYER = redis_channel_layer(REDIS_URL)
 MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 
 

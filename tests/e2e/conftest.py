@@ -28,6 +28,8 @@ from urllib.request import urlopen
 
 import pytest
 
+from config.channel_layers import redis_channel_layer
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -222,10 +224,5 @@ def asgi_server(_daphne: AsgiServer, settings: Any, transactional_db: None) -> A
     """The ASGI server, with this process writing clips where it reads them and sending
     channel-layer events through the same Redis."""
     settings.MEDIA_ROOT = _daphne.media_root
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [E2E_REDIS_URL]},
-        }
-    }
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(E2E_REDIS_URL)}
     return _daphne

@@ -24,7 +24,7 @@ from learning.models import ModelVersion, TrainingRun
 from tests.feedback.conftest import quick_campaign  # noqa: F401 - a fixture
 from tests.learning.test_simulate_annotators import simulate
 from tests.learning.test_training_runs import ROOT, TINY, WORKER, worker_env
-from tests.websockets import REDIS_LAYER, session_cookie
+from tests.websockets import REDIS_LAYER, REDIS_URL, session_cookie
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 
@@ -102,11 +102,14 @@ def test_simulated_labels_train_a_model_that_chooses_the_next_pairs(
     assert socket.joined.wait(timeout=30) and socket.error is None, socket.error
     worker = subprocess.run(
         WORKER, check=False, cwd=ROOT, capture_output=True, text=True, timeout=180,
-        env={**worker_env(), "REDIS_URL": REDIS_LAYER["CONFIG"]["hosts"][0]},
+        env={**worker_env(), "REDIS_URL": REDIS_URL},
     )
     assert worker.returncode == 0, worker.stdout + worker.stderr
     socket.thread.join(timeout=30)
-    assert not socket.thread.is_alive() and socket.error is None, socket.error
+    seen = [(m["event"], m.get("status"), m.get("progress")) for m in socket.messages]
+    assert not socket.thread.is_alive() and socket.error is None, (
+        socket.error, seen, TrainingRun.objects.get(pk=run_id).status, worker.stderr[-3000:]
+    )
 
     run = TrainingRun.objects.get(pk=run_id)
     assert run.status == "succeeded", run.log
