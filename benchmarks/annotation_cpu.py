@@ -92,11 +92,7 @@ def main() -> None:
     from config.asgi_handler import OneHopASGIHandler
 
     loop = asyncio.new_event_loop()
-
-    async def make_handler() -> OneHopASGIHandler:
-        return OneHopASGIHandler()  # its executor hands requests to threads of this loop
-
-    handler = loop.run_until_complete(make_handler())
+    handler = OneHopASGIHandler()
     headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Token {tokens[0][0]}".encode()),
                (b"content-type", b"application/json")]
 

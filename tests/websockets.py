@@ -11,7 +11,9 @@ from django.test import Client
 
 from config.channel_layers import redis_channel_layer
 
-REDIS_URL = "redis://127.0.0.1:6379/5"  # a database of its own: tests never touch others' keys
+# The channel-layer tests' Redis database (RQ tests use 7, browser tests 6), so one kind of
+# test never sees another's keys.
+REDIS_URL = "redis://127.0.0.1:6379/5"
 REDIS_LAYER = redis_channel_layer(REDIS_URL)
 MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 

@@ -268,7 +268,7 @@ def lease_new_pair(
         if db.vendor == "postgresql":
             cursor.execute(
                 _lease_sql_postgres(db.vendor, skip_locked),
-                [campaign_id, gold, annotator.pk, annotator.pk, left_is_a, leased_at, expires_at],
+                [campaign_id, gold, annotator.pk, annotator.pk, left_is_a, _dt(leased_at, db), _dt(expires_at, db)],
             )
             row = cursor.fetchone()
             if row is None:

@@ -14,9 +14,9 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 
 from config.channel_layers import redis_channel_layer
+from tests.websockets import REDIS_URL as URL
 
 ROOT = Path(__file__).resolve().parents[2]
-URL = "redis://127.0.0.1:6379/7"
 
 
 @pytest.mark.slow
@@ -40,7 +40,7 @@ def test_a_receiver_idle_past_the_layers_wait_still_gets_its_message() -> None:
             message = await asyncio.wait_for(layer.receive(channel), timeout=idle + 10)
         finally:
             await sender
-            await layer.flush()
+            await layer.close_pools()
         return message, time.monotonic() - started
 
     message, waited = asyncio.run(scenario())
