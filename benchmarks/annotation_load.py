@@ -114,6 +114,8 @@ class LevelResult:
     # CPU seconds each server process used during the level, busiest first: how evenly the
     # workers shared the connections.
     server_cpu_s_by_process: list[float]
+    # [second, requests, p99 ms, max ms] for the requests started in each second of the level.
+    latency_by_second: list[list[float]]
 
 
 # --- CPU accounting (Linux /proc) ---------------------------------------------------------------
@@ -216,20 +218,25 @@ class Pace:
     rng: random.Random
     due: float = 0.0
 
-    async def wait(self) -> None:
+    async def wait(self, deadline: float) -> bool:
+        """Sleep until this annotator's next judgement is due; False (at once) if that is
+        past ``deadline``, so the level's elapsed time is not stretched by think time."""
         now = time.perf_counter()
         if self.due == 0.0:
             self.due = now + self.rng.uniform(0, self.mean_gap)  # spread the annotators' phases
         else:
             self.due += self.rng.expovariate(1 / self.mean_gap)
+        if self.due >= deadline:
+            return False
         if self.due > now:
             await asyncio.sleep(self.due - now)
+        return True
 
 
 async def annotator_loop(
     conn: Connection, campaign_id: int, deadline: float, budget: list[int],
     acked: list[int], next_lat: list[float], judge_lat: list[float], errors: dict[str, int],
-    *, combined: bool = False, pace: Pace | None = None,
+    trace: list[tuple[float, float, str]], *, combined: bool = False, pace: Pace | None = None,
 ) -> None:
     """One simulated annotator: ``next`` then ``judgement`` per pair; ``combined``: one
     request per pair after the first, the judgement asking for the next lease (as the
@@ -237,15 +244,14 @@ async def annotator_loop(
     rng = random.Random()
     lease: Any = None
     while time.perf_counter() < deadline and budget[0] > 0:
-        if pace is not None:
-            await pace.wait()
-            if time.perf_counter() >= deadline:
-                return
+        if pace is not None and not await pace.wait(deadline):
+            return
         budget[0] -= 1
         if lease is None:
             started = time.perf_counter()
             status, lease = await conn.request("POST", f"/api/v1/campaigns/{campaign_id}/next/")
             next_lat.append(time.perf_counter() - started)
+            trace.append((started, next_lat[-1], "next"))
             if status == 204:
                 return
             if status != 200 or lease is None or "assignment_id" not in lease:
@@ -263,6 +269,7 @@ async def annotator_loop(
         started = time.perf_counter()
         status, body = await conn.request("POST", f"/api/v1/assignments/{lease['assignment_id']}/judgement/", answer)
         judge_lat.append(time.perf_counter() - started)
+        trace.append((started, judge_lat[-1], "judgement"))
         lease = None
         if status == 201 and body is not None:
             acked.append(body["id"])
@@ -277,19 +284,20 @@ async def annotator_loop(
 async def run_level(
     port: int, tokens: list[str], campaign_id: int, duration: float, max_judgements: int,
     *, combined: bool = False, rate: float | None = None,
-) -> tuple[list[int], list[float], list[float], dict[str, int], float]:
+) -> tuple[list[int], list[float], list[float], dict[str, int], float, list[list[float]]]:
     conns = [Connection("127.0.0.1", port, token) for token in tokens]
     acked: list[int] = []
     next_lat: list[float] = []
     judge_lat: list[float] = []
     errors: dict[str, int] = {}
+    trace: list[tuple[float, float, str]] = []
     budget = [max_judgements]
     started = time.perf_counter()
     deadline = started + duration
     mean_gap = len(conns) / rate if rate else None
     await asyncio.gather(*(
         annotator_loop(
-            c, campaign_id, deadline, budget, acked, next_lat, judge_lat, errors, combined=combined,
+            c, campaign_id, deadline, budget, acked, next_lat, judge_lat, errors, trace, combined=combined,
             pace=Pace(mean_gap, random.Random(i)) if mean_gap else None,
         )
         for i, c in enumerate(conns)
@@ -297,7 +305,20 @@ async def run_level(
     elapsed = time.perf_counter() - started
     for c in conns:
         c.close()
-    return acked, next_lat, judge_lat, errors, elapsed
+    return acked, next_lat, judge_lat, errors, elapsed, by_second(trace, started)
+
+
+def by_second(trace: list[tuple[float, float, str]], origin: float) -> list[list[float]]:
+    """Requests of both kinds grouped by the second they started in: [second, requests,
+    p99 ms, max ms] each, to tell a slow start or one stall from a tail spread over the run."""
+    seconds: dict[int, list[float]] = {}
+    for started, latency, _kind in trace:
+        seconds.setdefault(int(started - origin), []).append(latency)
+    rows = []
+    for second in sorted(seconds):
+        stats = percentiles(seconds[second])
+        rows.append([second, len(seconds[second]), stats["p99"], stats["max"]])
+    return rows
 
 
 # --- fixtures and server ------------------------------------------------------------------------
@@ -476,7 +497,7 @@ def main() -> None:
         wait_ready(port)
         for index, level in enumerate(levels):
             before = meter.sample()
-            acked, next_lat, judge_lat, errors, elapsed = asyncio.run(
+            acked, next_lat, judge_lat, errors, elapsed, seconds = asyncio.run(
                 run_level(port, tokens[index], campaigns[index], args.duration, args.max_judgements,
                           combined=args.protocol == "combined", rate=args.rate)
             )
@@ -490,6 +511,7 @@ def main() -> None:
                 db_judgements=db_count, duplicate_leases=duplicates, cpu_ms_per_judgement=cpu,
                 load_average=[round(x, 2) for x in os.getloadavg()],
                 server_cpu_s_by_process=CpuMeter.by_server_process(before, after),
+                latency_by_second=seconds,
             )
             results.append(result)
             print(json.dumps(asdict(result)), flush=True)
