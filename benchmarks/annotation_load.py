@@ -210,9 +210,10 @@ def _count(errors: dict[str, int], kind: str, status: int, body: Any) -> None:
 
 @dataclass
 class Pace:
-    """Think time: an annotator starts its k-th judgement at a schedule with exponential gaps
-    of mean ``mean_gap`` s (a Poisson stream of ``1 / mean_gap`` judgements/s per annotator,
-    as long as the server keeps up; behind schedule it goes on at once). None: no think time."""
+    """Think time: an annotator starts at a random moment of its first gap, then sends its
+    k-th judgement at a schedule with exponential gaps of mean ``mean_gap`` s (a Poisson
+    stream of ``1 / mean_gap`` judgements/s per annotator, as long as the server keeps up;
+    behind schedule it goes on at once). None: no think time."""
 
     mean_gap: float
     rng: random.Random
@@ -243,9 +244,11 @@ async def annotator_loop(
     labelling page does)."""
     rng = random.Random()
     lease: Any = None
+    # Paced, an annotator opens the page at a random moment of its first gap, and watches each
+    # pair for its think time before answering: the first pair's too, which arrives by `next`.
+    if pace is not None and not await pace.wait(deadline):
+        return
     while time.perf_counter() < deadline and budget[0] > 0:
-        if pace is not None and not await pace.wait(deadline):
-            return
         budget[0] -= 1
         if lease is None:
             started = time.perf_counter()
@@ -258,6 +261,8 @@ async def annotator_loop(
                 _count(errors, "next", status, lease)
                 lease = None
                 continue
+        if pace is not None and not await pace.wait(deadline):
+            return
         answer = {
             "preference": rng.choice(["left", "right", "equal", "cant_tell"]),
             "left_desirability": rng.choice(["desirable", "undesirable", "unsure"]),

@@ -25,6 +25,13 @@ application = ProtocolTypeRouter(
     }
 )
 
+# Django imports the URLconf, and with it every view, DRF and the schema generator, on the
+# first request: ~1 s on the 2-core VM, which the first annotators after a (re)start waited
+# for. Load it here instead, before the heap is frozen below.
+from django.urls import get_resolver  # noqa: E402
+
+get_resolver().url_patterns
+
 # Everything loaded so far (Django, the apps, the URL and template machinery) lives as long as
 # the process: freezing it keeps the collector from walking ~100,000 objects (~45 ms on the
 # 2-core VM) in every full collection, which showed as latency spikes under load.

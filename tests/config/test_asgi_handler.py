@@ -4,6 +4,10 @@ answer exactly as through Django's own handler; other requests are untouched."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +40,21 @@ async def _post(path: str, token: str, body: bytes) -> tuple[int, Any]:
                (b"content-length", str(len(body)).encode()), (b"authorization", f"Token {token}".encode())]
     response = await HttpCommunicator(application, "POST", path, body=body, headers=headers).get_response(timeout=10)
     return response["status"], json.loads(response["body"]) if response["body"] else None
+
+
+def test_the_entry_point_loads_every_view_before_the_first_request() -> None:
+    """Loading the URLconf (every view, DRF, the schema generator) took ~1 s, which the first
+    requests after a (re)start waited for; the entry point does it at import. A fresh
+    interpreter, since this one has long loaded the URLconf."""
+    probe = (
+        "import config.asgi, sys; from django.urls import get_resolver; "
+        "print('url_patterns' in vars(get_resolver()), 'feedback.apis.annotation' in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[2], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
 
 
 def test_only_the_two_labelling_posts_take_the_one_hop_path() -> None:
