@@ -129,8 +129,9 @@ def load(scale: float) -> dict[str, float]:
             " CASE WHEN v.r < 0.5 THEN round(v.d::numeric, 2)::float END, v.elapsed, v.left_is_a, false, v.done"
             " FROM votes v JOIN feedback_assignment a ON a.pair_id = v.pair_id AND a.annotator_id = v.annotator_id"
             " ORDER BY v.pair_id, v.annotator_id")
-        cur.execute("UPDATE feedback_campaign SET pair_count = %s, label_count = %s WHERE id = %s",
-                    [pairs, pairs * VOTES_PER_PAIR, campaign.pk])
+        cur.execute("UPDATE feedback_campaign SET pair_count = %s WHERE id = %s", [pairs, campaign.pk])
+        cur.execute("INSERT INTO feedback_campaigncounter (campaign_id, shard, label_count, extra_slots)"
+                    " VALUES (%s, 0, %s, 0)", [campaign.pk, pairs * VOTES_PER_PAIR])
         cur.execute("ANALYZE")
         cur.execute("SELECT count(*) FROM feedback_judgement")
         judgements = cur.fetchone()[0]

@@ -93,6 +93,9 @@ class CampaignAdmin(admin.ModelAdmin):
     readonly_fields = ["pair_count", "label_count", "extra_slots"]
     actions = [queue_random_pairs, queue_gold_pairs, queue_practice_pairs]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return super().get_queryset(request).with_counts()  # label counts summed in the list's query
+
 
 @admin.register(Pair)
 class PairAdmin(admin.ModelAdmin):

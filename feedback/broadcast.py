@@ -33,9 +33,10 @@ def campaign_group(campaign_id: int) -> str:
 
 
 def campaign_progress(campaign_id: int) -> dict[str, Any]:
-    """Counts from the campaign row's counters: one indexed read, whatever the campaign's size."""
+    """Counts from the campaign row and its counter shards: one indexed read, whatever the
+    campaign's size."""
     row = (
-        Campaign.objects.filter(pk=campaign_id)
+        Campaign.objects.filter(pk=campaign_id).with_counts()
         .values("pair_count", "label_count", "overlap", "extra_slots")
         .first()
     )

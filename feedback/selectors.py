@@ -30,8 +30,9 @@ def campaigns_with_progress(*, user: Any) -> QuerySet[Campaign]:
     qs = Campaign.objects.select_related("env")
     if not (can_research(user) or is_admin(user)):
         qs = qs.filter(status=Campaign.Status.ACTIVE).filter(campaign_open_to(user))
-    # pair_count and label_count are counters on the row, kept by the services.
-    return qs.annotate(
+    # pair_count is a counter on the row; label_count and extra_slots are summed from the
+    # campaign's counter shards in this query. All are kept by the services.
+    return qs.with_counts().annotate(
         my_label_count=_count_subquery(
             Judgement.objects.filter(pair__campaign=OuterRef("pk"), annotator=user), "pair__campaign"
         ),

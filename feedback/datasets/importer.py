@@ -49,6 +49,7 @@ from feedback.datasets.schema import PAIR_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA
 from feedback.models import (
     Assignment,
     Campaign,
+    CampaignCounter,
     DatasetSnapshot,
     Judgement,
     Pair,
@@ -388,7 +389,8 @@ def _write(folder: Path, manifest: dict[str, Any], *, by: Any, user_prefix: str,
             judgement.created_at = when
         Judgement.objects.bulk_update(created_judgements, ["created_at"], batch_size=2000)
     for old_id, (pair_count, label_count) in progress.items():
-        Campaign.objects.filter(pk=campaigns[old_id].pk).update(pair_count=pair_count, label_count=label_count)
+        Campaign.objects.filter(pk=campaigns[old_id].pk).update(pair_count=pair_count)
+        CampaignCounter.objects.create(campaign=campaigns[old_id], shard=0, label_count=label_count)
 
     snapshot = DatasetSnapshot.objects.create(
         name=manifest["name"], filters=manifest.get("filters") or {}, formats=["parquet"],

@@ -441,9 +441,7 @@ def judgement_record(
         if widen:
             # Counts the vote just inserted; the counter update stays the last statement.
             extra = _widen_if_disagreeing(pair_id=assignment.pair_id, max_overlap=assignment.max_overlap)
-            Campaign.objects.filter(pk=campaign_id).update(
-                label_count=F("label_count") + 1, extra_slots=F("extra_slots") + extra
-            )
+            sql.count_label(campaign_id=campaign_id, assignment_id=assignment.id, extra_slots=extra)
         transaction.on_commit(lambda: campaign_progress_soon(campaign_id=campaign_id))
     judgement = Judgement(id=judgement_id, pair_id=assignment.pair_id, assignment_id=assignment.id,
                           created_at=now, **values)

@@ -25,7 +25,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from feedback.models import Assignment, Campaign, Judgement, Pair, Segment
+from feedback.models import Assignment, Campaign, CampaignCounter, Judgement, Pair, Segment
 
 _SEGMENT_FIELDS = ["id", "start", "end", "fps"]
 
@@ -74,6 +74,7 @@ def _dt(value: datetime, db: Any) -> Any:
 @dataclass(frozen=True)
 class _Tables:
     campaign: str
+    counter: str
     allowed_groups: str
     allowed_groups_campaign: str
     allowed_groups_group: str
@@ -95,6 +96,7 @@ def _tables(vendor: str) -> _Tables:
     user_groups = get_user_model()._meta.get_field("groups").remote_field.through._meta  # type: ignore[union-attr]
     return _Tables(
         campaign=_qn(Campaign._meta.db_table),
+        counter=_qn(CampaignCounter._meta.db_table),
         allowed_groups=_qn(allowed.m2m_db_table()),  # type: ignore[attr-defined]
         allowed_groups_campaign=_qn(allowed.m2m_column_name()),  # type: ignore[attr-defined]
         allowed_groups_group=_qn(allowed.m2m_reverse_name()),  # type: ignore[attr-defined]
@@ -365,10 +367,8 @@ def record_judgement(
     *, assignment: LockedAssignment, values: dict[str, Any], now: datetime, count_label: bool,
 ) -> int:
     """Insert the judgement, complete its assignment (taking back its slot flag) and, when
-    ``count_label``, add one to the campaign's label counter; returns the judgement id.
-
-    On PostgreSQL one statement; the campaign row, which every judgement of the campaign
-    updates, is then locked only from this statement to the commit right after it.
+    ``count_label``, add one to the campaign's label counter (the shard its assignment
+    picks, see ``CampaignCounter``); returns the judgement id. On PostgreSQL one statement.
     """
     db = _db()
     stored_now = _dt(now, db)
@@ -378,7 +378,7 @@ def record_judgement(
         if db.vendor == "postgresql":
             args = [*params, stored_now, True, assignment.id]
             if count_label:
-                args.append(assignment.campaign_id)
+                args += count_args(campaign_id=assignment.campaign_id, assignment_id=assignment.id)
             cursor.execute(_record_sql_postgres(db.vendor, count_label), args)
             return cursor.fetchone()[0]
         insert, complete, count = _record_sql(db.vendor)
@@ -386,8 +386,23 @@ def record_judgement(
         judgement_id = cursor.fetchone()[0]
         cursor.execute(complete, [stored_now, True, assignment.id])
         if count_label:
-            cursor.execute(count, [assignment.campaign_id])
+            cursor.execute(count, count_args(campaign_id=assignment.campaign_id, assignment_id=assignment.id))
         return judgement_id
+
+
+def count_args(*, campaign_id: int, assignment_id: int, extra_slots: int = 0) -> list[int]:
+    """Parameters of the counting statement: one label (and ``extra_slots``) for the
+    campaign, on the shard the assignment picks."""
+    return [campaign_id, assignment_id % CampaignCounter.SHARDS, extra_slots]
+
+
+def count_label(*, campaign_id: int, assignment_id: int, extra_slots: int = 0) -> None:
+    """Count one label, and ``extra_slots`` more labels wanted, for the campaign."""
+    db = _db()
+    with hot_cursor(db) as cursor:
+        cursor.execute(_record_sql(db.vendor)[2], count_args(
+            campaign_id=campaign_id, assignment_id=assignment_id, extra_slots=extra_slots
+        ))
 
 
 @lru_cache(maxsize=2)
@@ -401,7 +416,13 @@ def _record_sql(vendor: str) -> tuple[str, str, str]:
     complete = (
         f"UPDATE {t.assignment} SET {_qn('completed_at')} = %s, {_qn('holds_slot')} = %s WHERE id = %s"
     )
-    count = f"UPDATE {t.campaign} SET {_qn('label_count')} = {_qn('label_count')} + 1 WHERE id = %s"
+    # Adds to the shard's row, made by the first label it counts.
+    labels, extra = _qn("label_count"), _qn("extra_slots")
+    count = (
+        f"INSERT INTO {t.counter} ({_qn('campaign_id')}, {_qn('shard')}, {labels}, {extra}) VALUES (%s, %s, 1, %s) "
+        f"ON CONFLICT ({_qn('campaign_id')}, {_qn('shard')}) DO UPDATE SET {labels} = {t.counter}.{labels} + 1, "
+        f"{extra} = {t.counter}.{extra} + excluded.{extra}"
+    )
     return insert, complete, count
 
 
@@ -410,5 +431,5 @@ def _record_sql_postgres(vendor: str, count_label: bool) -> str:
     insert, complete, count = _record_sql(vendor)
     sql = f"WITH j AS ({insert}), done AS ({complete} RETURNING id)"
     if count_label:
-        sql += f", counted AS ({count} RETURNING id)"
+        sql += f", counted AS ({count} RETURNING {_qn('shard')})"
     return sql + " SELECT id FROM j"
