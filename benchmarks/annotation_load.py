@@ -237,12 +237,12 @@ class Pace:
 
 async def annotator_loop(
     conn: Connection, campaign_id: int, deadline: float, budget: list[int],
-    acked: list[int], next_lat: list[float], judge_lat: list[float], errors: dict[str, int],
-    trace: list[tuple[float, float, str]], *, combined: bool = False, pace: Pace | None = None,
+    acked: list[int], errors: dict[str, int], trace: list[tuple[float, float, str]],
+    *, combined: bool = False, pace: Pace | None = None,
 ) -> None:
     """One simulated annotator: ``next`` then ``judgement`` per pair; ``combined``: one
     request per pair after the first, the judgement asking for the next lease (as the
-    labelling page does)."""
+    labelling page does). Each request goes into ``trace`` as (start, latency s, kind)."""
     rng = random.Random()
     lease: Any = None
     # Paced, an annotator opens the page at a random moment of its first gap, and watches each
@@ -254,8 +254,7 @@ async def annotator_loop(
         if lease is None:
             started = time.perf_counter()
             status, lease = await conn.request("POST", f"/api/v1/campaigns/{campaign_id}/next/")
-            next_lat.append(time.perf_counter() - started)
-            trace.append((started, next_lat[-1], "next"))
+            trace.append((started, time.perf_counter() - started, "next"))
             if status == 204:
                 return
             if status != 200 or lease is None or "assignment_id" not in lease:
@@ -274,8 +273,7 @@ async def annotator_loop(
             answer["next"] = {"exclude": []}
         started = time.perf_counter()
         status, body = await conn.request("POST", f"/api/v1/assignments/{lease['assignment_id']}/judgement/", answer)
-        judge_lat.append(time.perf_counter() - started)
-        trace.append((started, judge_lat[-1], "judgement"))
+        trace.append((started, time.perf_counter() - started, "judgement"))
         lease = None
         if status == 201 and body is not None:
             acked.append(body["id"])
@@ -293,8 +291,6 @@ async def run_level(
 ) -> tuple[list[int], list[float], list[float], dict[str, int], float, list[list[float]]]:
     conns = [Connection("127.0.0.1", port, token) for token in tokens]
     acked: list[int] = []
-    next_lat: list[float] = []
-    judge_lat: list[float] = []
     errors: dict[str, int] = {}
     trace: list[tuple[float, float, str]] = []
     budget = [max_judgements]
@@ -303,7 +299,7 @@ async def run_level(
     mean_gap = len(conns) / rate if rate else None
     await asyncio.gather(*(
         annotator_loop(
-            c, campaign_id, deadline, budget, acked, next_lat, judge_lat, errors, trace, combined=combined,
+            c, campaign_id, deadline, budget, acked, errors, trace, combined=combined,
             pace=Pace(mean_gap, random.Random(i)) if mean_gap else None,
         )
         for i, c in enumerate(conns)
@@ -311,6 +307,8 @@ async def run_level(
     elapsed = time.perf_counter() - started
     for c in conns:
         c.close()
+    next_lat = [latency for _, latency, kind in trace if kind == "next"]
+    judge_lat = [latency for _, latency, kind in trace if kind == "judgement"]
     return acked, next_lat, judge_lat, errors, elapsed, by_second(trace, started)
 
 

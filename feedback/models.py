@@ -152,6 +152,26 @@ def _counter_sum(field: str) -> Coalesce:
     return Coalesce(Subquery(shards), 0)
 
 
+class _CounterTotal:
+    """A campaign's progress counter, summed over its CampaignCounter shards: set by
+    ``CampaignQuerySet.with_counts()``, else read on first use (one query for both)."""
+
+    NAMES = ("label_count", "extra_slots")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, campaign: Campaign | None, owner: type | None = None) -> Any:
+        if campaign is None:
+            return self
+        if self.name not in campaign.__dict__:
+            campaign._load_counts()
+        return campaign.__dict__[self.name]
+
+    def __set__(self, campaign: Campaign, value: int) -> None:
+        campaign.__dict__[self.name] = value
+
+
 class CampaignQuerySet(models.QuerySet["Campaign"]):
     def with_counts(self) -> CampaignQuerySet:
         """Campaigns with ``label_count`` and ``extra_slots`` summed from their counter
@@ -229,43 +249,16 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    # Progress counters, summed over the campaign's CampaignCounter shards: set by
-    # CampaignQuerySet.with_counts(), else read (one query for both) on first use.
-    _label_count: int | None = None
-    _extra_slots: int | None = None
-
-    @property
-    def label_count(self) -> int:
-        """Judgements that count as progress (not gold, not repeats)."""
-        if self._label_count is None:
-            self._load_counts()
-        return self._label_count  # type: ignore[return-value]
-
-    @label_count.setter
-    def label_count(self, value: int) -> None:
-        self._label_count = value
-
-    @property
-    def extra_slots(self) -> int:
-        """Labels added to the campaign's goal by adaptive overlap."""
-        if self._extra_slots is None:
-            self._load_counts()
-        return self._extra_slots  # type: ignore[return-value]
-
-    @extra_slots.setter
-    def extra_slots(self, value: int) -> None:
-        self._extra_slots = value
+    label_count = _CounterTotal()  # judgements that count as progress (not gold, not repeats)
+    extra_slots = _CounterTotal()  # labels added to the campaign's goal by adaptive overlap
 
     def _load_counts(self) -> None:
-        totals = (
-            CampaignCounter.objects.filter(campaign_id=self.pk)
-            .aggregate(labels=Coalesce(Sum("label_count"), 0), extra=Coalesce(Sum("extra_slots"), 0))
-            if self.pk is not None else {"labels": 0, "extra": 0}
-        )
-        self._label_count, self._extra_slots = totals["labels"], totals["extra"]
+        row = Campaign.objects.with_counts().filter(pk=self.pk).values(*_CounterTotal.NAMES).first()
+        self.__dict__.update(row or dict.fromkeys(_CounterTotal.NAMES, 0))
 
     def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
-        self._label_count = self._extra_slots = None  # read again when next used
+        for name in _CounterTotal.NAMES:
+            self.__dict__.pop(name, None)  # read again when next used
         super().refresh_from_db(*args, **kwargs)
 
 

@@ -196,7 +196,7 @@ def campaign_statistics(campaign: Campaign) -> dict[str, Any]:
             "overlap": campaign.overlap, "adaptive_overlap": campaign.adaptive_overlap,
             "gold_rate": campaign.gold_rate, "pair_count": campaign.pair_count,
             "label_count": campaign.label_count,
-            "labels_wanted": campaign.pair_count * campaign.overlap + campaign.extra_slots,  # one query for both
+            "labels_wanted": campaign.pair_count * campaign.overlap + campaign.extra_slots,
         },
         "agreement": {"alpha": alpha, "pairs_with_multiple_votes": multi},
         "pairwise": pairwise,
